@@ -1,0 +1,168 @@
+"""`gas build`: compile, select, run what is out of date, merge, summarise."""
+from __future__ import annotations
+
+import argparse
+import time
+
+from gastown import git, ledger as ledger_mod, lifecycle, worktrees
+from gastown.bead import State
+from gastown.commands.common import Loaded, add_gasfile_option, load
+from gastown.console import Console, summary
+from gastown.errors import EXIT_FAILED, EXIT_OK, GasError
+from gastown.executor import execute
+from gastown.floor import Floor, Slots
+from gastown.ledger import Ledger
+from gastown.lock import build_lock
+from gastown.refinery import Refinery, merged_trailers
+from gastown.repo import check_branches
+from gastown.runners import registry
+from gastown.uptodate import RunSet, plan_run, ready_now
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("build", help="run every bead that is not up to date")
+    add_gasfile_option(p)
+    p.add_argument("--only", action="append", default=[], metavar="SEL",
+                   help="a tag, backlog name or bead id glob (repeatable); adds what it needs")
+    p.add_argument("--force", action="append", nargs="?", const="*", default=[],
+                   metavar="BEAD", help="rerun even if up to date (all, or a bead id glob)")
+    p.add_argument("-j", "--jobs", type=int, metavar="N", help="concurrency cap")
+    p.add_argument("-n", "--dry-run", action="store_true", help="say what would run, and why")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    console = Console()
+    loaded = load(gasfile=args.gasfile)
+    _preflight(loaded, args)
+    ledger = Ledger(loaded.root, loaded.gasfile.project.ledger)
+    only = [s for sel in args.only for s in sel.split(",") if s]
+    if args.dry_run:
+        return _dry_run(loaded, plan_run(loaded.plan, ledger.load(), only=only, force=args.force))
+    with build_lock(worktrees.state_dir(loaded.root) / "build.lock"):
+        return _build(loaded, ledger, console, only, args, started)
+
+
+def _preflight(loaded: Loaded, args: argparse.Namespace) -> None:
+    project = loaded.gasfile.project
+    check_branches(loaded.root, project.base, project.into, file=loaded.gasfile.path.name)
+    if args.jobs is not None and args.jobs < 1:
+        raise GasError(f"-j {args.jobs}: the cap must be at least 1")
+    for bead in loaded.plan.beads.values():
+        for role in bead.roles.values():
+            if role.runner and (reason := registry()[role.runner].check(role)):
+                raise GasError(f"roles.{role.name}.runner {role.runner}: {reason}",
+                               file=loaded.gasfile.path.name)
+
+
+def _build(loaded: Loaded, ledger: Ledger, console: Console, only: list[str],
+           args: argparse.Namespace, started: float) -> int:
+    floor = _open_floor(loaded, ledger, console, args)
+    _reconcile(floor)
+    runset = plan_run(loaded.plan, ledger.load(), only=only, force=args.force)
+    _announce(floor, runset)
+    beads = [loaded.plan.beads[b] for b in runset.order]
+    try:
+        errors = execute(beads, lambda bead: lifecycle.run_bead(floor, bead),
+                         cap=_cap(loaded, args), dep_file=worktrees.state_dir(loaded.root)
+                         / "doit-cache.json")
+    finally:
+        floor.refinery.close()
+    for error in errors:
+        console.say("Mayor", f"ERROR {error}")
+    _mark_blocked(floor, runset)
+    wall = time.monotonic() - started
+    for line in summary(floor.stats, selected=len(runset.selected),
+                        skipped=len(runset.skipped), wall=wall):
+        console.raw(line)
+    merged_all = len(floor.stats.merged) == len(runset.order)
+    return EXIT_OK if merged_all and not errors else EXIT_FAILED
+
+
+def _cap(loaded: Loaded, args: argparse.Namespace) -> int:
+    return int(args.jobs or loaded.gasfile.project.parallel)
+
+
+def _open_floor(loaded: Loaded, ledger: Ledger, console: Console,
+                args: argparse.Namespace) -> Floor:
+    root, project = loaded.root, loaded.gasfile.project
+    worktrees.ensure_excluded(root)
+    ledger.ensure()
+    if git.rev(f"refs/heads/{project.into}", cwd=root) is None:
+        base = git.out("rev-parse", f"{project.base}^{{commit}}", cwd=root)
+        git.run("update-ref", f"refs/heads/{project.into}", base, "", cwd=root)
+        console.say("Mayor", f"Created integration branch {project.into} at {project.base}")
+    env = git.clean_env()
+    refinery_role = loaded.gasfile.role("refinery")
+    refinery = Refinery(root, project.into, strategy=refinery_role.strategy,
+                        ci=refinery_role.ci, env=env,
+                        logs=worktrees.state_dir(root) / "logs" / "refinery",
+                        say=console.say)
+    return Floor(root, loaded.plan, ledger, refinery, console, env, Slots(_cap(loaded, args)))
+
+
+def _reconcile(floor: Floor) -> None:
+    """A merge that landed but whose ledger record did not is recorded, not redone."""
+    into = floor.plan.gasfile.project.into
+    found = merged_trailers(floor.root, into)
+    fixes = []
+    for bead_id, fingerprint in found.items():
+        record = floor.ledger.get(bead_id)
+        bead = floor.plan.beads.get(bead_id)
+        if bead is None or fingerprint != bead.fingerprint:
+            continue
+        if record is None or record.get("state") != State.MERGED.value or \
+                record.get("fingerprint") != fingerprint:
+            fixes.append(ledger_mod.transition(
+                record, bead_id=bead_id, state=State.MERGED.value, into=into,
+                note="recovered from its Gas-Bead trailer", fingerprint=fingerprint,
+                backlog=bead.backlog, title=bead.title))
+    if fixes:
+        floor.ledger.put_many(fixes, f"recovered {len(fixes)} merge(s) from {into}")
+        floor.console.say("Mayor", f"Recovered {len(fixes)} merged bead(s) from {into}")
+
+
+def _announce(floor: Floor, runset: RunSet) -> None:
+    plan, say = floor.plan, floor.console.say
+    counts = plan.per_backlog()
+    parts = " + ".join(f"{n} {name}" for name, n in counts.items())
+    say("Mayor", f"Ingested {parts} = {len(plan.beads)} Beads total")
+    constrained = sum(1 for b in plan.beads.values() if b.needs)
+    say("Mayor", f"Dependency analysis: {constrained} Beads have sequencing constraints")
+    if runset.skipped:
+        say("Mayor", f"Up to date: {len(runset.skipped)} Beads already merged, skipped")
+    say("Mayor", f"Independent Beads available for immediate parallel dispatch: "
+                 f"{ready_now(plan, runset)}")
+    if runset.order:
+        say("Mayor", f"Dispatching {len(runset.order)} Beads, at most "
+                     f"{floor.slots.free.qsize()} at once")
+
+
+def _mark_blocked(floor: Floor, runset: RunSet) -> None:
+    """Beads that never ran because a need did not merge are recorded as blocked, with why."""
+    stats, plan = floor.stats, floor.plan
+    records = []
+    for bead_id in runset.order:
+        if bead_id in stats.dispatched:
+            continue
+        bead = plan.beads[bead_id]
+        missing = [n for n in bead.needs if n in runset.reasons and n not in stats.merged]
+        reason = "needs " + ", ".join(missing[:5]) + " (not merged)"
+        stats.blocked[bead_id] = reason
+        floor.console.say("Mayor", f"BLOCKED {bead_id}: {reason}")
+        records.append(ledger_mod.transition(
+            floor.ledger.get(bead_id), bead_id=bead_id, state=State.BLOCKED.value, note=reason,
+            reason=reason, backlog=bead.backlog, title=bead.title, fingerprint=bead.fingerprint))
+    if records:
+        floor.ledger.put_many(records, f"{len(records)} bead(s) blocked")
+
+
+def _dry_run(loaded: Loaded, runset: RunSet) -> int:
+    for bead_id in runset.order:
+        print(f"would run {bead_id:<30} {runset.reasons[bead_id]}")
+    print(f"{len(runset.order)} to run, {len(runset.skipped)} up to date "
+          f"(of {len(runset.selected)} selected)")
+    return EXIT_OK
+
+

@@ -1,0 +1,30 @@
+"""What several commands do first: find the repo, load the Gasfile, compile the plan."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from gastown.gasfile import Gasfile, find_gasfile, load_gasfile
+from gastown.mayor import Plan, compile_plan
+from gastown.repo import find_root
+
+
+@dataclass
+class Loaded:
+    root: Path
+    gasfile: Gasfile
+    plan: Plan
+
+
+def load(cwd: Path | None = None, gasfile: str | None = None) -> Loaded:
+    root = find_root(cwd or Path.cwd())
+    path = Path(gasfile) if gasfile else find_gasfile(root)
+    if not path.is_absolute():
+        path = root / path
+    loaded = load_gasfile(path)
+    return Loaded(root, loaded, compile_plan(loaded))
+
+
+def add_gasfile_option(parser: object) -> None:
+    parser.add_argument("-f", "--gasfile", metavar="FILE",  # type: ignore[attr-defined]
+                        help="the Gasfile to use (default: Gasfile.yaml/.toml at the repo root)")

@@ -1,0 +1,97 @@
+"""What a build prints: one line per step as in the article, and the end summary."""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TextIO
+
+
+class Console:
+    """Thread-safe plain output: `HH:MM:SS [Actor] TEXT`."""
+
+    def __init__(self, stream: TextIO | None = None, *, timestamps: bool = True) -> None:
+        self.stream = stream or sys.stdout
+        self.timestamps = timestamps
+        self.lock = threading.Lock()
+
+    def say(self, actor: str, text: str) -> None:
+        stamp = time.strftime("%H:%M:%S ") if self.timestamps else ""
+        with self.lock:
+            self.stream.write(f"{stamp}[{actor}] {text}\n")
+            self.stream.flush()
+
+    def raw(self, text: str) -> None:
+        with self.lock:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+
+@dataclass
+class RunStats:
+    """Counters the summary reports; updated from many bead threads."""
+
+    dispatched: set[str] = field(default_factory=set)
+    merged: set[str] = field(default_factory=set)
+    failed: dict[str, str] = field(default_factory=dict)
+    blocked: dict[str, str] = field(default_factory=dict)
+    rejected: set[str] = field(default_factory=set)  # beads the witness sent back at least once
+    retries: int = 0
+    running: int = 0
+    peak: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self, bead_id: str) -> None:
+        with self.lock:
+            self.dispatched.add(bead_id)
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+
+    def finish(self, bead_id: str, merged: bool, reason: str | None) -> None:
+        with self.lock:
+            self.running -= 1
+            if merged:
+                self.merged.add(bead_id)
+            else:
+                self.failed[bead_id] = reason or "failed"
+
+    def reject(self, bead_id: str) -> None:
+        with self.lock:
+            self.rejected.add(bead_id)
+
+    def retry(self) -> None:
+        with self.lock:
+            self.retries += 1
+
+
+def _pct(part: int, whole: int) -> str:
+    return f" ({100 * part / whole:.1f}%)" if whole else ""
+
+
+def summary(stats: RunStats, *, selected: int, skipped: int, wall: float) -> list[str]:
+    """The end-of-build summary, in the article's words."""
+    done = len(stats.dispatched)
+    fixed = len(stats.rejected & stats.merged)
+    still_open = selected - skipped - len(stats.merged)
+    lines = [
+        "[Gas Town] Session complete",
+        f"Beads dispatched: {done}",
+        f"Beads merged: {len(stats.merged)}{_pct(len(stats.merged), done)}",
+        f"Beads rejected: {len(stats.rejected)}{_pct(len(stats.rejected), done)}"
+        + (f" (all returned for retry, {fixed} subsequently fixed)" if stats.rejected else ""),
+        f"Beads retried: {stats.retries} attempts",
+        f"Beads failed: {len(stats.failed)}",
+        f"Beads blocked: {len(stats.blocked)}",
+        f"Beads still open: {still_open}",
+        f"Beads already up to date: {skipped}",
+        f"Wall clock time: {_duration(wall)}",
+    ]
+    return lines
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m {secs:02d}s" if minutes < 60 else f"{minutes // 60}h {minutes % 60:02d}m"

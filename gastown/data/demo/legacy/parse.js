@@ -1,0 +1,5 @@
+// legacy/parse.js: still plain JavaScript
+function parse(value) {
+  return String(value);
+}
+module.exports = { parse };

@@ -1,0 +1,77 @@
+"""doit, embedded as a library: one doit task per bead, thread-parallel up to the cap."""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from doit.cmd_base import TaskLoader2
+from doit.doit_cmd import DoitMain
+from doit.reporter import ZeroReporter
+from doit.task import Task
+
+from gastown.bead import Bead
+
+
+class _Reporter(ZeroReporter):
+    """doit prints nothing: gastown's own console tells the story. Keeps errors for the caller."""
+
+    errors: list[str] = []
+
+    def add_failure(self, task: Task, fail: Any) -> None:
+        if type(fail).__name__ not in ("TaskFailed", "UnmetDependency"):
+            _Reporter.errors.append(f"{task.name}: {fail.get_msg()}")
+
+    def runtime_error(self, msg: str) -> None:
+        _Reporter.errors.append(msg)
+
+
+class BeadLoader(TaskLoader2):
+    """Hands doit one task per bead to run; needs that also run become task_dep."""
+
+    def __init__(self, beads: Sequence[Bead], action: Callable[[Bead], bool], *, cap: int,
+                 dep_file: Path) -> None:
+        super().__init__()
+        self.beads = list(beads)
+        self.action = action
+        self.cap = cap
+        self.dep_file = dep_file
+
+    def setup(self, opt_values: dict[str, Any]) -> None:
+        pass
+
+    def load_doit_config(self) -> dict[str, Any]:
+        return {
+            "reporter": _Reporter,
+            "par_type": "thread",
+            "num_process": max(1, min(self.cap, len(self.beads))),
+            "continue": True,
+            "dep_file": str(self.dep_file),
+            "backend": "json",
+            "verbosity": 2,
+        }
+
+    def load_tasks(self, cmd: Any, pos_args: list[str]) -> list[Task]:
+        running = {bead.id for bead in self.beads}
+        return [self._task(bead, running) for bead in self.beads]
+
+    def _task(self, bead: Bead, running: set[str]) -> Task:
+        return Task(
+            name=bead.id,
+            actions=[(self.action, (bead,))],
+            task_dep=[need for need in bead.needs if need in running],
+            io={"capture": False},
+            verbosity=2,
+        )
+
+
+def execute(beads: Sequence[Bead], action: Callable[[Bead], bool], *, cap: int,
+            dep_file: Path) -> list[str]:
+    """Run the beads (in the given priority order); returns doit's own errors, if any."""
+    if not beads:
+        return []
+    dep_file.parent.mkdir(parents=True, exist_ok=True)
+    _Reporter.errors = []
+    loader = BeadLoader(beads, action, cap=cap, dep_file=dep_file)
+    DoitMain(loader, config_filenames=()).run(["run"])
+    return list(_Reporter.errors)

@@ -1,0 +1,95 @@
+"""The one way gastown calls git: a clean environment, text in and out, errors with stderr."""
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+# Inherited GIT_* variables (from a hook, say) would point our git calls at another repo.
+_ALLOWED_GIT_ENV = frozenset(
+    {
+        "GIT_EXEC_PATH",
+        "GIT_SSH",
+        "GIT_SSH_COMMAND",
+        "GIT_SSL_CAINFO",
+        "GIT_SSL_NO_VERIFY",
+        "GIT_CONFIG_NOSYSTEM",
+        "GIT_CONFIG_GLOBAL",
+        "GIT_CONFIG_SYSTEM",
+        "GIT_AUTHOR_NAME",
+        "GIT_AUTHOR_EMAIL",
+        "GIT_AUTHOR_DATE",
+        "GIT_COMMITTER_NAME",
+        "GIT_COMMITTER_EMAIL",
+        "GIT_COMMITTER_DATE",
+        "GIT_TEMPLATE_DIR",
+        "GIT_TRACE",
+    }
+)
+
+
+class GitError(RuntimeError):
+    def __init__(self, args: Sequence[str], returncode: int, stderr: str) -> None:
+        self.args_ = list(args)
+        self.returncode = returncode
+        self.stderr = stderr.strip()
+        super().__init__(f"git {' '.join(args)} failed ({returncode}): {self.stderr}")
+
+
+def clean_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A copy of the environment with GIT_* variables removed except an allowlist."""
+    env = dict(os.environ if base is None else base)
+    for key in [k for k in env if k.startswith("GIT_") and k not in _ALLOWED_GIT_ENV]:
+        del env[key]
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    return env
+
+
+_ENV = clean_env()
+
+
+def run(
+    *args: str,
+    cwd: str | Path,
+    input: str | bytes | None = None,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """Run git; return the completed process (stdout/stderr as text)."""
+    data = input.decode() if isinstance(input, bytes) else input
+    proc = subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        input=data,
+        capture_output=True,
+        text=True,
+        env={**_ENV, **env} if env else _ENV,
+        stdin=None if data is not None else subprocess.DEVNULL,
+    )
+    if check and proc.returncode != 0:
+        raise GitError(args, proc.returncode, proc.stderr or proc.stdout)
+    return proc
+
+
+def out(*args: str, cwd: str | Path, input: str | None = None,
+        env: Mapping[str, str] | None = None) -> str:
+    """Run git and return its stdout without the trailing newline."""
+    return run(*args, cwd=cwd, input=input, env=env).stdout.rstrip("\n")
+
+
+def ok(*args: str, cwd: str | Path) -> bool:
+    """True when git exits 0."""
+    return run(*args, cwd=cwd, check=False).returncode == 0
+
+
+def rev(ref: str, *, cwd: str | Path) -> str | None:
+    """The commit a ref names, or None when it does not exist."""
+    proc = run("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", cwd=cwd, check=False)
+    return proc.stdout.strip() or None
+
+
+def version() -> tuple[int, ...]:
+    text = subprocess.run(["git", "--version"], capture_output=True, text=True).stdout
+    numbers = text.split()[2].split(".")
+    return tuple(int(n) for n in numbers[:3] if n.isdigit())

@@ -1,0 +1,1 @@
+"""The bead DAG: building it, checking it, selecting from it, and drawing it."""

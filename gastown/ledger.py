@@ -1,0 +1,348 @@
+"""The ledger: one JSON record per bead on a git branch, one commit per transition.
+
+Written with plumbing only (hash-object, mktree, commit-tree, update-ref), so the user's
+HEAD, index and working tree are never touched. `git log gt-ledger` reads as the factory log.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import random
+import subprocess
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from gastown import git
+
+SCHEMA = 1
+LAYOUT = "beads/<first 2 hex of sha1(bead id)>/<bead id>.json"
+MAX_TRIES = 20
+TRAILER = "Gas-Bead"
+IDENTITY = {
+    "GIT_AUTHOR_NAME": "gastown",
+    "GIT_AUTHOR_EMAIL": "gastown@localhost",
+    "GIT_COMMITTER_NAME": "gastown",
+    "GIT_COMMITTER_EMAIL": "gastown@localhost",
+}
+README = """\
+# gastown ledger
+
+This branch is written by gastown, never checked out: one JSON record per bead,
+one commit per state change. It is the truth an interrupted build resumes from.
+
+    git log {branch}                           # the factory log, newest first
+    git show {branch}:beads/ab/<bead id>.json  # one bead's record
+
+The shard `ab` is the first two hex digits of sha1(<bead id>); see meta.json.
+"""
+
+Entries = dict[str, tuple[str, str]]  # tree entry name -> (mode, object id)
+_TREE = "40000"
+_TYPES = {_TREE: "tree", "160000": "commit"}
+
+
+class LedgerError(RuntimeError):
+    pass
+
+
+def record_path(bead_id: str) -> str:
+    """Where a bead's record lives in the ledger's tree."""
+    if not bead_id or bead_id in (".", "..") or any(c in bead_id for c in "/\0\n"):
+        raise ValueError(f"not a usable bead id: {bead_id!r}")
+    shard = hashlib.sha1(bead_id.encode()).hexdigest()[:2]
+    return f"beads/{shard}/{bead_id}.json"
+
+
+def now() -> str:
+    return _iso(datetime.now(UTC))
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def transition(record: dict[str, Any] | None, *, bead_id: str, state: str,
+               note: str | None = None, **fields: Any) -> dict[str, Any]:
+    """A new record: `record` (or a fresh one) moved to `state`, with `fields` set."""
+    at = now()
+    new = _fresh(bead_id, at) if record is None else copy.deepcopy(record)
+    if new.get("id") != bead_id:
+        raise ValueError(f"record of {new.get('id')!r} given for bead {bead_id!r}")
+    new.update(copy.deepcopy(fields))
+    new["state"] = str(state)
+    new["history"].append({"at": at, "state": str(state), "note": note})
+    new["updated"] = at
+    return new
+
+
+def _fresh(bead_id: str, at: str) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA, "id": bead_id, "backlog": "", "title": "", "state": "",
+        "fingerprint": "", "attempts": [], "merge_commit": None, "into": None,
+        "reason": None, "history": [], "created": at, "updated": at,
+    }
+
+
+def _dump(value: Any) -> str:
+    # ASCII-only, so the bytes git stores do not depend on the locale's encoding.
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=True) + "\n"
+
+
+class Ledger:
+    """The records on `branch` of `repo` (any worktree of it). Safe across threads and processes."""
+
+    def __init__(self, repo: Path, branch: str = "gt-ledger") -> None:
+        self.repo = Path(repo)
+        self.branch = branch
+        self.ref = f"refs/heads/{branch}"
+        self._lock = threading.Lock()
+        self._records: dict[str, dict[str, Any]] | None = None
+        self._loaded_tip: str | None = None
+
+    def tip(self) -> str | None:
+        return git.rev(self.ref, cwd=self.repo)
+
+    def exists(self) -> bool:
+        return self.tip() is not None
+
+    def ensure(self) -> None:
+        """Create the branch as an orphan root commit unless it exists."""
+        self._start()
+
+    def _start(self) -> str:
+        tip = self.tip()
+        if tip is not None:
+            return tip
+        meta, readme = self._hash([_dump({"schema": SCHEMA, "layout": LAYOUT}),
+                                   README.format(branch=self.branch)])
+        [tree] = self._mktree([{"meta.json": ("100644", meta), "README.md": ("100644", readme)}])
+        commit = self._commit(tree, None, "gastown: start the ledger\n")
+        if self._cas(commit, None):
+            return commit
+        # Lost the race to another creator: theirs is as good as ours.
+        return self._tip_or_fail(f"could not create {self.ref}")
+
+    def _tip_or_fail(self, problem: str) -> str:
+        tip = self.tip()
+        if tip is None:
+            raise LedgerError(f"{problem} in {self.repo}")
+        return tip
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def load(self) -> dict[str, dict[str, Any]]:
+        """All records by bead id ({} without a branch). Records are shared with the cache:
+        change them only through transition(), which copies."""
+        with self._lock:
+            return dict(self._refresh())
+
+    def get(self, bead_id: str) -> dict[str, Any] | None:
+        """One record from the cache, loading all of them on first use."""
+        with self._lock:
+            records = self._records if self._records is not None else self._refresh()
+            return records.get(bead_id)
+
+    def _refresh(self) -> dict[str, dict[str, Any]]:
+        """The cache, re-read when the branch moved since; the caller holds the lock."""
+        tip = self.tip()
+        if self._records is None or tip != self._loaded_tip:
+            self._records = self._read(tip) if tip else {}
+            self._loaded_tip = tip
+        return self._records
+
+    def _read(self, tip: str) -> dict[str, dict[str, Any]]:
+        listing = git.out("ls-tree", "-r", "-z", "--full-tree", tip, "beads/", cwd=self.repo)
+        blobs = _json_blobs(listing)
+        meta, *texts = self._cat([f"{tip}:meta.json", *(sha for sha, _ in blobs)])
+        _check_meta(meta, self.ref)
+        records = {}
+        for (_, path), text in zip(blobs, texts, strict=True):
+            record = _parse_record(text, path)
+            records[record["id"]] = record
+        return records
+
+    def history(self, bead_id: str | None = None, limit: int | None = None) -> list[dict[str, str]]:
+        """Ledger commits, newest first; with `bead_id`, only those that touched its record."""
+        tip = self.tip()
+        if tip is None:
+            return []
+        args = ["log", "-z", "--format=%H%n%cI%n%B"]
+        if limit is not None:
+            args.append(f"--max-count={limit}")
+        args.append(tip)
+        if bead_id is not None:
+            args += ["--", f":(top){record_path(bead_id)}"]
+        text = git.out(*args, cwd=self.repo)
+        return [_log_entry(chunk) for chunk in text.split("\0") if chunk.strip()]
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def put(self, record: dict[str, Any], message: str) -> str:
+        """Write one record as one commit; return the commit."""
+        trailer = f"{TRAILER}: {record['id']}"
+        return self._write([record], f"{message.rstrip()}\n\n{trailer}\n")
+
+    def put_many(self, records: list[dict[str, Any]], message: str) -> str:
+        """Write several records as one commit; return it (the tip when there is nothing)."""
+        ids = [r["id"] for r in records]
+        if len(set(ids)) != len(ids):
+            raise ValueError("put_many given the same bead twice")
+        if not records:
+            return self._start()
+        return self._write(records, f"{message.rstrip()}\n")
+
+    def _write(self, records: list[dict[str, Any]], message: str) -> str:
+        blobs = self._hash([_dump(r) for r in records])
+        changes = {record_path(r["id"]): blob for r, blob in zip(records, blobs, strict=True)}
+        with self._lock:
+            for attempt in range(MAX_TRIES):
+                tip = self._start()
+                commit = self._commit(self._tree(tip, changes), tip, message)
+                if self._cas(commit, tip):
+                    self._remember(records, tip, commit)
+                    return commit
+                # Another process moved the branch: rebuild on its tip.
+                time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+        raise LedgerError(f"{self.ref} kept moving; gave up after {MAX_TRIES} tries")
+
+    def _remember(self, records: list[dict[str, Any]], parent: str, commit: str) -> None:
+        if self._records is None or self._loaded_tip != parent:
+            self._records = None  # someone else wrote in between: reload on next use
+            return
+        self._records.update({r["id"]: copy.deepcopy(r) for r in records})
+        self._loaded_tip = commit
+
+    def _tree(self, tip: str, changes: dict[str, str]) -> str:
+        """The tip's tree with `changes` (path -> blob), rewriting only the trees on their paths."""
+        shards = _by_shard(changes)
+        meta, *raw = self._cat([f"{tip}:meta.json", f"{tip}^{{tree}}", f"{tip}:beads",
+                                *(f"{tip}:beads/{shard}" for shard in shards)])
+        _check_meta(meta, self.ref)
+        root, beads, *old = (_entries(tree, len(tip) // 2) for tree in raw)
+        merged = [{**was, **new} for was, new in zip(old, shards.values(), strict=True)]
+        trees = self._mktree(merged)
+        beads.update((shard, (_TREE, oid)) for shard, oid in zip(shards, trees, strict=True))
+        [beads_tree] = self._mktree([beads])
+        [root_tree] = self._mktree([{**root, "beads": (_TREE, beads_tree)}])
+        return root_tree
+
+    # -- git -----------------------------------------------------------------------------------
+
+    def _hash(self, texts: list[str]) -> list[str]:
+        """Write blobs; return their ids."""
+        if len(texts) == 1:
+            return [git.out("hash-object", "-w", "--stdin", cwd=self.repo, input=texts[0])]
+        with tempfile.TemporaryDirectory(prefix="gastown-ledger-") as tmp:
+            paths = [Path(tmp, str(i)) for i in range(len(texts))]
+            for path, text in zip(paths, texts, strict=True):
+                path.write_bytes(text.encode())
+            listing = "\n".join(str(p) for p in paths) + "\n"
+            return git.out("hash-object", "-w", "--no-filters", "--stdin-paths",
+                           cwd=self.repo, input=listing).split("\n")
+
+    def _mktree(self, trees: list[Entries]) -> list[str]:
+        """Write trees in one git process; return their ids."""
+        text = "\0".join("".join(f"{mode} {_TYPES.get(mode, 'blob')} {oid}\t{name}\0"
+                                 for name, (mode, oid) in tree.items()) for tree in trees)
+        return git.out("mktree", "-z", "--batch", cwd=self.repo, input=text).split("\n")
+
+    def _cat(self, specs: list[str]) -> list[bytes | None]:
+        """The contents of many objects in one git process (None for a missing one)."""
+        proc = subprocess.run(
+            ["git", "cat-file", "--batch"], cwd=self.repo, env=git.clean_env(),
+            input="".join(f"{s}\n" for s in specs).encode(), capture_output=True)
+        if proc.returncode != 0:
+            raise git.GitError(["cat-file", "--batch"], proc.returncode, proc.stderr.decode())
+        return _split_batch(proc.stdout, len(specs))
+
+    def _commit(self, tree: str, parent: str | None, message: str) -> str:
+        parents = ["-p", parent] if parent else []
+        return git.out("commit-tree", "--no-gpg-sign", tree, *parents,
+                       cwd=self.repo, input=message, env=IDENTITY)
+
+    def _cas(self, new: str, old: str | None) -> bool:
+        """Move the branch from `old` (None: absent) to `new` unless someone moved it first."""
+        proc = git.run("update-ref", "-m", "gastown ledger", self.ref, new, old or "",
+                       cwd=self.repo, check=False)
+        return proc.returncode == 0
+
+
+def _json_blobs(listing: str) -> list[tuple[str, str]]:
+    """(blob id, path) of the JSON files in `git ls-tree -z` output."""
+    blobs = []
+    for line in filter(None, listing.split("\0")):
+        head, path = line.split("\t", 1)
+        _, kind, oid = head.split()
+        if kind == "blob" and path.endswith(".json"):
+            blobs.append((oid, path))
+    return blobs
+
+
+def _split_batch(data: bytes, count: int) -> list[bytes | None]:
+    """Parse `git cat-file --batch` output for `count` requests."""
+    found: list[bytes | None] = []
+    pos = 0
+    for _ in range(count):
+        end = data.index(b"\n", pos)
+        header = data[pos:end].split()
+        if header[-1] in (b"missing", b"ambiguous"):
+            found.append(None)
+            pos = end + 1
+            continue
+        size = int(header[2])
+        found.append(data[end + 1:end + 1 + size])
+        pos = end + 1 + size + 1  # the content is followed by a newline
+    return found
+
+
+def _by_shard(changes: dict[str, str]) -> dict[str, Entries]:
+    """`beads/xx/name` -> blob, grouped as shard -> new entries."""
+    shards: dict[str, Entries] = {}
+    for path, blob in changes.items():
+        _, shard, name = path.split("/")
+        shards.setdefault(shard, {})[name] = ("100644", blob)
+    return shards
+
+
+def _entries(tree: bytes | None, oid_size: int) -> Entries:
+    """The entries of a raw tree object ({} for a missing tree)."""
+    entries: Entries = {}
+    pos = 0
+    while tree and pos < len(tree):
+        space = tree.index(b" ", pos)
+        nul = tree.index(b"\0", space)
+        oid = tree[nul + 1:nul + 1 + oid_size].hex()
+        entries[tree[space + 1:nul].decode()] = (tree[pos:space].decode(), oid)
+        pos = nul + 1 + oid_size
+    return entries
+
+
+def _check_meta(meta: bytes | None, ref: str) -> None:
+    if meta is None:
+        raise LedgerError(f"{ref} exists but is not a gastown ledger (no meta.json)")
+    schema = _parse_record(meta, "meta.json").get("schema")
+    if schema != SCHEMA:
+        raise LedgerError(f"{ref} has ledger schema {schema}; this gastown reads {SCHEMA}")
+
+
+def _parse_record(data: bytes | None, path: str) -> dict[str, Any]:
+    try:
+        value = json.loads(data or b"")
+    except ValueError as exc:
+        raise LedgerError(f"ledger file {path} is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise LedgerError(f"ledger file {path} is not a JSON object")
+    return value
+
+
+def _log_entry(chunk: str) -> dict[str, str]:
+    commit, at, message = chunk.lstrip("\n").split("\n", 2)
+    body, _, last = message.rstrip("\n").rpartition("\n\n")
+    if body and last.startswith(f"{TRAILER}: ") and "\n" not in last:
+        message = body
+    return {"commit": commit, "at": _iso(datetime.fromisoformat(at)), "message": message.strip()}

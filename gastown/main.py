@@ -1,0 +1,58 @@
+"""`gas`: parse the command line, dispatch to a command module, map outcomes to exit codes."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from gastown import __version__
+from gastown.errors import EXIT_FAILED, EXIT_INTERRUPTED, GasError
+
+COMMANDS = ("init", "build", "graph", "status", "validate", "demo")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gas", description="Run a swarm of coding agents over "
+                                "one repository the way make runs recipes.")
+    p.add_argument("--version", action="version", version=f"gas {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"gastown.commands.{name}").add_parser(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except GasError as exc:
+        print(exc.format(), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("gas: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception:
+        path = _crash_log(traceback.format_exc())
+        print(f"gas: internal error; details in {path}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _crash_log(trace: str) -> Path:
+    logs = Path.cwd() / ".gastown" / "logs"
+    try:
+        logs.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        logs = Path("/tmp")
+    path = logs / f"crash-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    path.write_text(f"gas {__version__}\npython {platform.python_version()}\n"
+                    f"argv {sys.argv}\n\n{trace}")
+    return path
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

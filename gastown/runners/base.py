@@ -1,0 +1,75 @@
+"""The one small protocol every agent runner implements, and the values it trades in."""
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from gastown.bead import Bead, RoleSpec
+
+
+class Outcome(str, enum.Enum):
+    OK = "ok"  # the runner finished its turn (the work may still fail checks)
+    FAILED = "failed"  # the agent or command failed: exit code, model error...
+    ERROR = "error"  # gastown could not run it at all (missing CLI, bad spawn)
+    TIMEOUT = "timeout"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing an agent did, as the log lines and the ledger see it."""
+
+    kind: str  # read | write | run | result | text | usage
+    text: str
+
+
+@dataclass
+class AttemptContext:
+    """What a runner gets for one attempt of one role on one bead."""
+
+    bead: Bead
+    role: RoleSpec
+    worktree: Path
+    prompt_file: Path | None
+    log_file: Path
+    attempt: int
+    env: dict[str, str]  # the full environment for the subprocess
+    on_event: Callable[[Event], None] = lambda event: None
+
+
+@dataclass
+class RunResult:
+    outcome: Outcome
+    reason: str | None = None
+    exit_code: int | None = None
+    duration: float = 0.0
+    output_tail: str = ""
+    usage: dict[str, float] = field(default_factory=dict)  # tokens_in, tokens_out, usd
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.OK
+
+
+@runtime_checkable
+class Runner(Protocol):
+    """An agent (or command) that edits a bead's worktree.
+
+    `check` returns None when the runner can run here, else a one-line reason with a hint.
+    `run` does one attempt and reports its outcome as a value, never by raising.
+    `keeps_work`: a retry continues from the previous attempt's worktree (an agent fixing
+    its own change) rather than from a clean base (a deterministic command rerun).
+    """
+
+    name: str
+    needs_model: bool
+    keeps_work: bool
+
+    def check(self, role: RoleSpec) -> str | None: ...
+
+    def run(self, ctx: AttemptContext) -> RunResult: ...

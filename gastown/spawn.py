@@ -1,0 +1,154 @@
+"""One way to start a subprocess: stdin closed, own session, output streamed to a log, group kill."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+GRACE_SECONDS = 3.0
+TAIL_LINES = 40
+
+_live: set[subprocess.Popen[bytes]] = set()
+_live_lock = threading.Lock()
+
+
+@dataclass
+class ProcResult:
+    exit_code: int
+    duration: float
+    tail: str
+    killed: str | None = None  # "timeout" | "stall" | "stopped" when gastown killed it
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and self.killed is None
+
+
+def run(
+    cmd: str | Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    log_file: Path,
+    timeout: float | None = None,
+    stall: float | None = None,
+    on_line: Callable[[str], None] | None = None,
+) -> ProcResult:
+    """Run `cmd` (a shell line when a str) to completion, streaming lines to `log_file`."""
+    started = time.monotonic()
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("ab") as log:
+        shown = cmd if isinstance(cmd, str) else " ".join(cmd)
+        log.write(f"$ {shown}\n".encode())
+        log.flush()
+        proc = _start(cmd, cwd, env, log)
+        reader = _Reader(proc, log, on_line)
+        reader.start()
+        killed = _wait(proc, reader, timeout, stall)
+        reader.join()
+        log.write(f"[exit {proc.returncode}{' ' + killed if killed else ''}]\n".encode())
+    return ProcResult(proc.returncode, time.monotonic() - started, reader.tail(), killed)
+
+
+def _start(cmd: str | Sequence[str], cwd: Path, env: Mapping[str, str],
+           log: object) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        cmd, shell=isinstance(cmd, str), cwd=cwd, env=dict(env),
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    with _live_lock:
+        _live.add(proc)
+    return proc
+
+
+class _Reader(threading.Thread):
+    """Copies the child's output to the log, keeps a tail and the time of the last line."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], log: object,
+                 on_line: Callable[[str], None] | None) -> None:
+        super().__init__(daemon=True)
+        self.proc, self.log, self.on_line = proc, log, on_line
+        self.lines: deque[str] = deque(maxlen=TAIL_LINES)
+        self.last_output = time.monotonic()
+
+    def run(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            self.log.write(raw)  # type: ignore[attr-defined]
+            self.log.flush()  # type: ignore[attr-defined]
+            line = raw.decode(errors="replace").rstrip("\n")
+            self.lines.append(line)
+            self.last_output = time.monotonic()
+            if self.on_line:
+                self.on_line(line)
+
+    def tail(self) -> str:
+        return "\n".join(self.lines)
+
+
+def _wait(proc: subprocess.Popen[bytes], reader: _Reader, timeout: float | None,
+          stall: float | None) -> str | None:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        while True:
+            budget = _next_check(deadline, reader, stall)
+            try:
+                proc.wait(timeout=budget)
+                return None
+            except subprocess.TimeoutExpired:
+                reason = _overdue(deadline, reader, stall)
+                if reason:
+                    stop(proc)
+                    return reason
+    finally:
+        with _live_lock:
+            _live.discard(proc)
+
+
+def _next_check(deadline: float | None, reader: _Reader, stall: float | None) -> float | None:
+    now = time.monotonic()
+    waits = [w for w in (deadline and deadline - now,
+                         stall and reader.last_output + stall - now) if w is not None]
+    return max(0.05, min(waits)) if waits else None
+
+
+def _overdue(deadline: float | None, reader: _Reader, stall: float | None) -> str | None:
+    now = time.monotonic()
+    if deadline is not None and now >= deadline:
+        return "timeout"
+    if stall is not None and now - reader.last_output >= stall:
+        return "stall"
+    return None
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group, give it a grace period, then SIGKILL."""
+    _signal_group(proc, signal.SIGTERM)
+    try:
+        proc.wait(timeout=GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        pass
+    _signal_group(proc, signal.SIGKILL)
+    proc.wait()
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def stop_all() -> None:
+    """Stop every process gastown started that is still running (Ctrl-C, fatal error)."""
+    with _live_lock:
+        procs = list(_live)
+    for proc in procs:
+        stop(proc)

@@ -1,0 +1,96 @@
+"""Sandboxed Jinja2: Gasfile templates see backlog fields only as data, never as template code."""
+from __future__ import annotations
+
+import re
+import shlex
+from functools import cache, lru_cache
+from pathlib import Path
+from typing import Any
+
+from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from gastown.errors import GasError
+
+
+class ShellQuoted(str):
+    """A string already quoted for a POSIX shell; the `run` finaliser leaves it alone."""
+
+
+def slug(value: Any) -> str:
+    """A path/branch-safe id fragment: `src/a b.js` -> `src-a-b-js`."""
+    text = re.sub(r"[^A-Za-z0-9]+", "-", str(value)).strip("-").lower()
+    return text or "x"
+
+
+def shquote(value: Any) -> ShellQuoted:
+    return value if isinstance(value, ShellQuoted) else ShellQuoted(shlex.quote(str(value)))
+
+
+def _finalize_shell(value: Any) -> Any:
+    # Anything a `run` template interpolates is quoted: item text never becomes shell syntax.
+    return shquote(value) if value is not None else ""
+
+
+def _environment(shell: bool) -> ImmutableSandboxedEnvironment:
+    env = ImmutableSandboxedEnvironment(
+        undefined=StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        finalize=_finalize_shell if shell else None,
+    )
+    env.filters["slug"] = slug
+    env.filters["shquote"] = shquote
+    return env
+
+
+@cache
+def environment(shell: bool = False) -> ImmutableSandboxedEnvironment:
+    return _environment(shell)
+
+
+@lru_cache(maxsize=512)
+def _compiled(text: str, shell: bool) -> Template:
+    return environment(shell).from_string(text)
+
+
+def render(text: str, context: dict[str, Any], *, what: str, file: str | Path | None = None,
+           line: int | None = None, shell: bool = False) -> str:
+    """Render one template string; errors become GasError naming `what` and where it is."""
+    try:
+        return _compiled(text, shell).render(**context)
+    except TemplateSyntaxError as exc:
+        raise GasError(f"{what}: template error: {exc.message}", file=file,
+                       line=_line(line, exc.lineno), hint=_TEMPLATE_HINT) from None
+    except TemplateError as exc:
+        raise GasError(f"{what}: {exc.message}", file=file, line=line,
+                       hint="check the field names against the backlog item") from None
+
+
+def load_file(path: Path, *, shown: str) -> Template:
+    """Compile a prompt template file; syntax errors name the file and its line."""
+    try:
+        return environment(False).from_string(path.read_text())
+    except TemplateSyntaxError as exc:
+        raise GasError(f"template error: {exc.message}", file=shown, line=exc.lineno,
+                       hint=_TEMPLATE_HINT) from None
+    except OSError as exc:
+        raise GasError(f"cannot read prompt template: {exc.strerror}", file=shown) from None
+
+
+def render_template(template: Template, context: dict[str, Any], *, shown: str) -> str:
+    try:
+        return template.render(**context)
+    except TemplateError as exc:
+        raise GasError(f"template error: {exc.message}", file=shown,
+                       hint="prompt templates see `bead` (id, title, item, path, backlog)"
+                            " and `attempt`, `feedback`") from None
+
+
+def _line(base: int | None, offset: int | None) -> int | None:
+    if base is None:
+        return None
+    return base + (offset or 1) - 1
+
+
+_TEMPLATE_HINT = "Gasfile templates are Jinja2: {{ item.field }}, filters | slug, | shquote"

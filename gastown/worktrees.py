@@ -1,0 +1,109 @@
+"""Per-bead git worktrees under .gastown/worktrees/, and the .gastown/ working area."""
+from __future__ import annotations
+
+import shutil
+from functools import cache
+from pathlib import Path
+
+from gastown import git
+
+STATE_DIR = ".gastown"
+
+
+def state_dir(root: Path) -> Path:
+    return root / STATE_DIR
+
+
+def worktree_dir(root: Path, name: str) -> Path:
+    return state_dir(root) / "worktrees" / name
+
+
+def branch_name(bead_id: str) -> str:
+    return f"gas/{bead_id}"
+
+
+def common_dir(root: Path) -> Path:
+    path = Path(git.out("rev-parse", "--git-common-dir", cwd=root))
+    return path if path.is_absolute() else (root / path).resolve()
+
+
+def ensure_excluded(root: Path) -> None:
+    """Keep .gastown/ out of `git status` without touching the user's .gitignore."""
+    exclude = common_dir(root) / "info" / "exclude"
+    exclude.parent.mkdir(parents=True, exist_ok=True)
+    lines = exclude.read_text().splitlines() if exclude.exists() else []
+    if f"/{STATE_DIR}/" not in lines and f"{STATE_DIR}/" not in lines:
+        exclude.write_text("\n".join([*lines, f"/{STATE_DIR}/"]) + "\n")
+
+
+@cache
+def identity_env(root: Path) -> dict[str, str]:
+    """A committer identity for repos (and CI machines) that have none configured."""
+    env: dict[str, str] = {}
+    if not git.run("config", "user.name", cwd=root, check=False).stdout.strip():
+        env.update(GIT_AUTHOR_NAME="gastown", GIT_COMMITTER_NAME="gastown")
+    if not git.run("config", "user.email", cwd=root, check=False).stdout.strip():
+        env.update(GIT_AUTHOR_EMAIL="gastown@localhost", GIT_COMMITTER_EMAIL="gastown@localhost")
+    return env
+
+
+def add(root: Path, name: str, start: str, *, branch: str | None) -> Path:
+    """A fresh worktree at `start` (on `branch`, reset there, or detached)."""
+    path = worktree_dir(root, name)
+    remove(root, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    target = ["-B", branch, str(path), start] if branch else ["--detach", str(path), start]
+    git.run("worktree", "add", "-f", "--quiet", *target, cwd=root)
+    return path
+
+
+def remove(root: Path, path: Path) -> None:
+    if path.exists():
+        git.run("worktree", "remove", "--force", "--force", str(path), cwd=root, check=False)
+        shutil.rmtree(path, ignore_errors=True)
+    git.run("worktree", "prune", cwd=root, check=False)
+
+
+def reset(worktree: Path, commit: str) -> None:
+    """Back to `commit` exactly: tracked, untracked and ignored changes all gone."""
+    git.run("reset", "--quiet", "--hard", commit, cwd=worktree)
+    git.run("clean", "-fdxq", cwd=worktree)
+
+
+def commit_all(worktree: Path, message: str) -> str | None:
+    """Commit everything the polecat changed; None when there was nothing to commit."""
+    git.run("add", "-A", cwd=worktree)
+    if git.ok("diff", "--cached", "--quiet", cwd=worktree):
+        return None
+    git.run("commit", "--quiet", "--no-verify", "-m", message, cwd=worktree,
+            env=identity_env(_top(worktree)))
+    return git.out("rev-parse", "HEAD", cwd=worktree)
+
+
+def _top(worktree: Path) -> Path:
+    return common_dir(worktree).parent
+
+
+def diff_stat(worktree: Path, base: str) -> tuple[int, int, int]:
+    """(files, insertions, deletions) between `base` and the worktree's HEAD."""
+    out = git.out("diff", "--numstat", base, "HEAD", cwd=worktree)
+    files = ins = dels = 0
+    for row in out.splitlines():
+        added, deleted, _ = row.split("\t", 2)
+        files += 1
+        ins += int(added) if added.isdigit() else 0
+        dels += int(deleted) if deleted.isdigit() else 0
+    return files, ins, dels
+
+
+def checked_out_branches(root: Path) -> dict[str, str]:
+    """branch name -> worktree path, for every worktree of the repo."""
+    out = git.out("worktree", "list", "--porcelain", cwd=root)
+    result: dict[str, str] = {}
+    path = ""
+    for line in out.splitlines():
+        if line.startswith("worktree "):
+            path = line[len("worktree "):]
+        elif line.startswith("branch refs/heads/"):
+            result[line[len("branch refs/heads/"):]] = path
+    return result

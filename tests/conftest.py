@@ -1,0 +1,63 @@
+"""Real git repositories in temp dirs, with a pinned, hermetic git environment."""
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+HERMETIC_GIT = {
+    "GIT_AUTHOR_NAME": "Test Author",
+    "GIT_AUTHOR_EMAIL": "author@example.com",
+    "GIT_COMMITTER_NAME": "Test Committer",
+    "GIT_COMMITTER_EMAIL": "committer@example.com",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+
+@pytest.fixture(autouse=True)
+def hermetic_git(tmp_path_factory: pytest.TempPathFactory,
+                 monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No test reads or writes the user's git config or $HOME."""
+    home = tmp_path_factory.mktemp("home")
+    (home / ".gitconfig").write_text(
+        "[init]\n\tdefaultBranch = main\n[commit]\n\tgpgsign = false\n"
+        "[tag]\n\tgpgsign = false\n[core]\n\thooksPath = /dev/null\n"
+    )
+    templates = home / "git-template"
+    templates.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / ".gitconfig"))
+    monkeypatch.setenv("GIT_TEMPLATE_DIR", str(templates))
+    for key, value in HERMETIC_GIT.items():
+        monkeypatch.setenv(key, value)
+    for key in [k for k in os.environ if k.startswith("GIT_") and k not in HERMETIC_GIT
+                and k not in ("GIT_CONFIG_GLOBAL", "GIT_TEMPLATE_DIR")]:
+        monkeypatch.delenv(key)
+    yield
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def make_repo(path: Path, files: Mapping[str, str] | None = None, *,
+              branch: str = "main") -> Path:
+    """A real git repository at `path` with `files` committed on `branch`."""
+    path.mkdir(parents=True, exist_ok=True)
+    git(path, "init", "-q", "-b", branch)
+    for name, text in (files or {"README.md": "test repo\n"}).items():
+        target = path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "initial")
+    return path
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "repo")

@@ -1,0 +1,199 @@
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gastown import git as gitmod
+from gastown.ledger import SCHEMA, Ledger, LedgerError, now, record_path, transition
+from tests.conftest import git
+
+
+@pytest.fixture(autouse=True)
+def fresh_git_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """gastown.git snapshots the environment at import, before conftest makes it hermetic."""
+    monkeypatch.setattr(gitmod, "_ENV", gitmod.clean_env())
+
+
+def rec(bead_id: str, state: str = "running", **fields: Any) -> dict[str, Any]:
+    return transition(None, bead_id=bead_id, state=state, **fields)
+
+
+def commits(repo: Path, ref: str = "gt-ledger") -> int:
+    return int(git(repo, "rev-list", "--count", ref))
+
+
+def test_record_path_and_now() -> None:
+    path = record_path("sec-3")
+    assert re.fullmatch(r"beads/[0-9a-f]{2}/sec-3\.json", path)
+    assert path == record_path("sec-3")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", now())
+    with pytest.raises(ValueError):
+        record_path("a/b")
+
+
+def test_ensure_creates_branch_and_leaves_checkout_alone(repo: Path) -> None:
+    (repo / "staged.txt").write_text("staged\n")
+    git(repo, "add", "staged.txt")
+    (repo / "README.md").write_text("dirty\n")
+    before = (git(repo, "rev-parse", "HEAD"), git(repo, "status", "--porcelain"),
+              (repo / ".git" / "index").read_bytes())
+    ledger = Ledger(repo)
+    assert not ledger.exists()
+    ledger.ensure()
+    tip = ledger.tip()
+    ledger.ensure()
+    assert ledger.tip() == tip
+    assert json.loads(git(repo, "show", "gt-ledger:meta.json"))["schema"] == SCHEMA
+    assert "git log gt-ledger" in git(repo, "show", "gt-ledger:README.md")
+    assert git(repo, "rev-list", "--parents", "gt-ledger") == tip  # an orphan root commit
+    ledger.put(rec("a"), "a: running")
+    after = (git(repo, "rev-parse", "HEAD"), git(repo, "status", "--porcelain"),
+             (repo / ".git" / "index").read_bytes())
+    assert after == before
+    assert git(repo, "symbolic-ref", "--short", "HEAD") == "main"
+
+
+def test_put_reads_back_in_a_new_instance(repo: Path) -> None:
+    ledger = Ledger(repo)
+    first = rec("sec-1", title="Seç one", backlog="sec")
+    second = transition(first, bead_id="sec-1", state="review", note="done")
+    other = rec("sec-2")
+    ledger.put(first, "sec-1: running (attempt 1)")
+    ledger.put(other, "sec-2: running (attempt 1)")
+    tip = ledger.put(second, "sec-1: review")
+    assert ledger.tip() == tip
+    assert Ledger(repo).load() == {"sec-1": second, "sec-2": other}
+    assert Ledger(repo).get("sec-1") == second
+    assert ledger.get("sec-1") == second
+    assert commits(repo) == 1 + 3
+    log = git(repo, "log", "--format=%s", "gt-ledger").splitlines()
+    assert log[:3] == ["sec-1: review", "sec-2: running (attempt 1)", "sec-1: running (attempt 1)"]
+    assert "Gas-Bead: sec-1" in git(repo, "log", "-1", "--format=%B", "gt-ledger")
+    author = git(repo, "log", "-1", "--format=%an <%ae>", "gt-ledger")
+    assert author == "gastown <gastown@localhost>"
+    stored = git(repo, "show", f"gt-ledger:{record_path('sec-1')}") + "\n"
+    assert stored == json.dumps(second, indent=2, sort_keys=True) + "\n"
+
+
+def test_transition_builds_history_on_a_copy() -> None:
+    first = transition(None, bead_id="b", state="running", title="B",
+                       attempts=[{"n": 1, "started": now(), "ended": None}])
+    assert first["schema"] == SCHEMA and first["id"] == "b" and first["title"] == "B"
+    assert first["merge_commit"] is None and first["created"] == first["updated"]
+    snapshot = json.dumps(first, sort_keys=True)
+    second = transition(first, bead_id="b", state="merged", note="ok", merge_commit="abc")
+    assert json.dumps(first, sort_keys=True) == snapshot
+    second["attempts"][0]["ended"] = now()
+    assert first["attempts"][0]["ended"] is None
+    assert [h["state"] for h in second["history"]] == ["running", "merged"]
+    assert second["history"][-1]["note"] == "ok" and second["merge_commit"] == "abc"
+    assert second["created"] == first["created"]
+    assert second["updated"] == second["history"][-1]["at"]
+    with pytest.raises(ValueError):
+        transition(first, bead_id="other", state="running")
+
+
+def test_threads_writing_concurrently_lose_nothing(repo: Path) -> None:
+    ledger = Ledger(repo)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda i: ledger.put(rec(f"t-{i}"), f"t-{i}: running"), range(200)))
+    assert set(Ledger(repo).load()) == {f"t-{i}" for i in range(200)}
+    assert commits(repo) == 200 + 1
+
+
+def test_two_writers_interleaving_keep_both(repo: Path) -> None:
+    a, b = Ledger(repo), Ledger(repo)
+    a.put(rec("a-1"), "a-1")
+    b.put(rec("b-1"), "b-1")
+    a.put(rec("a-2"), "a-2")
+    assert set(a.load()) == set(b.load()) == {"a-1", "b-1", "a-2"}
+
+
+def test_cas_retry_when_another_writer_moves_the_branch(repo: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = Ledger(repo), Ledger(repo)
+    a.put(rec("a-1"), "a-1")
+    real_cas = a._cas
+    calls: list[str] = []
+
+    def racing_cas(new: str, old: str | None) -> bool:
+        if not calls:
+            b.put(rec("b-1"), "b-1")  # lands between a reading the tip and moving it
+        calls.append(new)
+        return real_cas(new, old)
+
+    monkeypatch.setattr(a, "_cas", racing_cas)
+    a.put(rec("a-2"), "a-2")
+    assert len(calls) == 2
+    assert set(Ledger(repo).load()) == {"a-1", "b-1", "a-2"}
+    assert commits(repo) == 1 + 3
+    assert a.get("b-1") is not None  # the stale cache was dropped
+
+
+def test_two_ledgers_from_threads(repo: Path) -> None:
+    ledgers = [Ledger(repo), Ledger(repo)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda i: ledgers[i % 2].put(rec(f"x-{i}"), f"x-{i}"), range(40)))
+    assert len(Ledger(repo).load()) == 40
+    assert commits(repo) == 40 + 1
+
+
+def test_load_uses_a_constant_number_of_git_processes(repo: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    Ledger(repo).put_many([rec(f"r-{i}") for i in range(500)], "500 records")
+    calls = tmp_path / "calls.log"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "git"
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> "{calls}"\nexec "{shutil.which("git")}" "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(gitmod, "_ENV", gitmod.clean_env())
+    records = Ledger(repo).load()
+    assert len(records) == 500
+    assert 1 <= len(calls.read_text().splitlines()) <= 3
+
+
+def test_put_many_is_one_commit_and_history_filters(repo: Path) -> None:
+    ledger = Ledger(repo)
+    ledger.put(rec("a"), "a: running")
+    tip = ledger.put_many([rec(f"m-{i}", "blocked") for i in range(5)] + [rec("a", "blocked")],
+                          "blocked: 6 beads")
+    ledger.put(rec("z"), "z: running")
+    assert commits(repo) == 1 + 3
+    assert {r["state"] for r in Ledger(repo).load().values()} == {"blocked", "running"}
+    assert [h["message"] for h in ledger.history("a")] == ["blocked: 6 beads", "a: running"]
+    assert [h["commit"] for h in ledger.history("m-3")] == [tip]
+    everything = ledger.history()
+    assert [h["message"] for h in everything][:3] == ["z: running", "blocked: 6 beads",
+                                                      "a: running"]
+    assert len(everything) == 4 and len(ledger.history(limit=2)) == 2
+    assert ledger.put_many([], "nothing") == ledger.tip()
+    with pytest.raises(ValueError):
+        ledger.put_many([rec("d"), rec("d")], "twice")
+
+
+def test_worktree_writes_to_the_common_repository(repo: Path, tmp_path: Path) -> None:
+    tree = tmp_path / "wt"
+    git(repo, "worktree", "add", "-q", "-b", "side", str(tree))
+    Ledger(tree).put(rec("w"), "w: running")
+    assert set(Ledger(repo).load()) == {"w"}
+    assert git(tree, "status", "--porcelain") == ""
+
+
+def test_absent_branch_and_foreign_branch(repo: Path) -> None:
+    ledger = Ledger(repo, branch="other-ledger")
+    assert ledger.load() == {} and ledger.get("x") is None and ledger.history() == []
+    assert ledger.tip() is None
+    git(repo, "branch", "not-a-ledger")
+    with pytest.raises(LedgerError):
+        Ledger(repo, branch="not-a-ledger").load()
+    with pytest.raises(LedgerError):
+        Ledger(repo, branch="not-a-ledger").put(rec("x"), "x")
