@@ -291,12 +291,7 @@ def _tail(stderr: str) -> str:
 
 def _output_values(out: str, backlog: Backlog, gasfile: Gasfile) -> list[Any]:
     text = out.strip()
-    if not text:
-        return []
-    try:
-        values = _listed(json.loads(text))
-    except json.JSONDecodeError:
-        values = None
+    values = _listed(_json_or_none(text)) if text else []
     if values is not None:
         return values
     try:
@@ -305,3 +300,10 @@ def _output_values(out: str, backlog: Backlog, gasfile: Gasfile) -> list[Any]:
         raise _config_error(backlog, gasfile, f"command '{backlog.source}' printed neither a "
                             f"JSON list nor JSON Lines (line {e.line}: {e.message})",
                             _OUTPUT_HINT) from None
+
+
+def _json_or_none(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return None

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-class State(str, enum.Enum):
+class State(enum.StrEnum):
     """Where a bead stands. The ledger stores the value string."""
 
     PENDING = "pending"  # known, never started (no ledger record yet)

@@ -88,6 +88,7 @@ class Gasfile:
 
 
 def find_gasfile(root: Path) -> Path:
+    root = Path(root)
     found = [root / name for name in GASFILE_NAMES if (root / name).is_file()]
     if not found:
         raise GasError(f"no Gasfile in {root} (looked for {', '.join(GASFILE_NAMES)})",
@@ -99,9 +100,10 @@ def find_gasfile(root: Path) -> Path:
     return found[0]
 
 
-def load_gasfile(path: Path) -> Gasfile:
+def load_gasfile(path: Path, root: Path | None = None) -> Gasfile:
+    """Parse and validate; paths inside resolve against `root` (default: the Gasfile's dir)."""
     path = Path(path)
-    root = path.parent
+    root = path.parent if root is None else Path(root)
     file = display_path(path, root)
     data, lines = _parse(path, _read(path, file), file)
     return _build(_Checker(file, root, lines), path, data)
@@ -178,6 +180,7 @@ class _YamlWalker:
         self.loader = yaml.SafeLoader(text)
         self.file = file
         self.lines: Lines = {}
+        self.open: set[int] = set()  # collections being walked, to stop recursive aliases
 
     def document(self) -> tuple[Any, Lines]:
         try:
@@ -190,11 +193,21 @@ class _YamlWalker:
             self.loader.dispose()
 
     def walk(self, node: yaml.Node, path: KeyPath) -> Any:
+        if isinstance(node, yaml.ScalarNode):
+            return self.loader.construct_object(node, deep=True)
+        if id(node) in self.open:
+            raise GasError("an alias refers to its own anchor", file=self.file,
+                           line=node.start_mark.line + 1)
+        self.open.add(id(node))
+        try:
+            return self.collection(node, path)
+        finally:
+            self.open.discard(id(node))
+
+    def collection(self, node: yaml.Node, path: KeyPath) -> Any:
         if isinstance(node, yaml.MappingNode):
             return self.mapping(node, path)
-        if isinstance(node, yaml.SequenceNode):
-            return [self.item(child, (*path, str(i))) for i, child in enumerate(node.value)]
-        return self.loader.construct_object(node, deep=True)
+        return [self.item(child, (*path, str(i))) for i, child in enumerate(node.value)]
 
     def item(self, node: yaml.Node, path: KeyPath) -> Any:
         self.lines[path] = node.start_mark.line + 1
@@ -482,19 +495,26 @@ def _env_value(ck: _Checker, path: KeyPath, value: Any) -> str:
     _expect(ck, path, "a string", _kind(value))
 
 
+def _nullable(check: Check) -> Check:
+    """`key: null` in a Gasfile means "not set", as leaving the key out does."""
+    def checked(ck: _Checker, path: KeyPath, value: Any) -> Any:
+        return None if value is None else check(ck, path, value)
+    return checked
+
+
 _ROLE_CHECKS: dict[str, Check] = {
-    "runner": _as_runner,
-    "model": _as_text,
-    "prompt": _as_prompt,
+    "runner": _nullable(_as_runner),
+    "model": _nullable(_as_text),
+    "prompt": _nullable(_as_prompt),
     "checks": _as_str_list,
     "max_attempts": _as_int,
     "env": _as_env,
-    "timeout": partial(_as_number, positive=True),
-    "stall": partial(_as_number, positive=True),
+    "timeout": _nullable(partial(_as_number, positive=True)),
+    "stall": _nullable(partial(_as_number, positive=True)),
 }
 _REFINERY_CHECKS: dict[str, Check] = {
     **_ROLE_CHECKS,
-    "ci": _as_text,
+    "ci": _nullable(_as_text),
     "strategy": partial(_as_choice, choices=STRATEGIES),
     "batch": _as_int,
 }
@@ -536,7 +556,7 @@ def _version(ck: _Checker, value: Any) -> int:
 
 
 def _budget(ck: _Checker, value: Any) -> dict[str, float]:
-    checks = dict.fromkeys(_BUDGET_KEYS, partial(_as_number, positive=False))
+    checks: dict[str, Check] = dict.fromkeys(_BUDGET_KEYS, partial(_as_number, positive=False))
     return _checked(ck, ("budget",), value, checks)
 
 

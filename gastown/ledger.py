@@ -6,18 +6,23 @@ HEAD, index and working tree are never touched. `git log gt-ledger` reads as the
 from __future__ import annotations
 
 import copy
+import fcntl
 import hashlib
 import json
+import os
 import random
 import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from gastown import git
+from gastown.worktrees import common_dir
 
 SCHEMA = 1
 LAYOUT = "beads/<first 2 hex of sha1(bead id)>/<bead id>.json"
@@ -103,6 +108,7 @@ class Ledger:
         self._lock = threading.Lock()
         self._records: dict[str, dict[str, Any]] | None = None
         self._loaded_tip: str | None = None
+        self._lock_path: Path | None = None  # serialises writers across gastown processes
 
     def tip(self) -> str | None:
         return git.rev(self.ref, cwd=self.repo)
@@ -122,7 +128,7 @@ class Ledger:
                                    README.format(branch=self.branch)])
         [tree] = self._mktree([{"meta.json": ("100644", meta), "README.md": ("100644", readme)}])
         commit = self._commit(tree, None, "gastown: start the ledger\n")
-        if self._cas(commit, None):
+        if self._cas(commit, None) is None:
             return commit
         # Lost the race to another creator: theirs is as good as ours.
         return self._tip_or_fail(f"could not create {self.ref}")
@@ -199,16 +205,22 @@ class Ledger:
     def _write(self, records: list[dict[str, Any]], message: str) -> str:
         blobs = self._hash([_dump(r) for r in records])
         changes = {record_path(r["id"]): blob for r, blob in zip(records, blobs, strict=True)}
-        with self._lock:
+        with self._lock, _flocked(self._lock_file()):
             for attempt in range(MAX_TRIES):
                 tip = self._start()
                 commit = self._commit(self._tree(tip, changes), tip, message)
-                if self._cas(commit, tip):
+                refused = self._cas(commit, tip)
+                if refused is None:
                     self._remember(records, tip, commit)
                     return commit
-                # Another process moved the branch: rebuild on its tip.
+                # A writer outside our lock moved the branch: rebuild on its tip.
                 time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
-        raise LedgerError(f"{self.ref} kept moving; gave up after {MAX_TRIES} tries")
+        raise LedgerError(f"could not move {self.ref} in {MAX_TRIES} tries: {refused}")
+
+    def _lock_file(self) -> Path:
+        if self._lock_path is None:
+            self._lock_path = common_dir(self.repo) / "gastown" / "ledger.lock"
+        return self._lock_path
 
     def _remember(self, records: list[dict[str, Any]], parent: str, commit: str) -> None:
         if self._records is None or self._loaded_tip != parent:
@@ -254,7 +266,7 @@ class Ledger:
     def _cat(self, specs: list[str]) -> list[bytes | None]:
         """The contents of many objects in one git process (None for a missing one)."""
         proc = subprocess.run(
-            ["git", "cat-file", "--batch"], cwd=self.repo, env=git.clean_env(),
+            ["git", "cat-file", "--batch", "--buffer"], cwd=self.repo, env=git.clean_env(),
             input="".join(f"{s}\n" for s in specs).encode(), capture_output=True)
         if proc.returncode != 0:
             raise git.GitError(["cat-file", "--batch"], proc.returncode, proc.stderr.decode())
@@ -265,11 +277,24 @@ class Ledger:
         return git.out("commit-tree", "--no-gpg-sign", tree, *parents,
                        cwd=self.repo, input=message, env=IDENTITY)
 
-    def _cas(self, new: str, old: str | None) -> bool:
-        """Move the branch from `old` (None: absent) to `new` unless someone moved it first."""
+    def _cas(self, new: str, old: str | None) -> str | None:
+        """Move the branch from `old` (None: absent) to `new` unless someone moved it first.
+        None when moved, else git's reason why not."""
         proc = git.run("update-ref", "-m", "gastown ledger", self.ref, new, old or "",
                        cwd=self.repo, check=False)
-        return proc.returncode == 0
+        return None if proc.returncode == 0 else proc.stderr.strip() or "update-ref failed"
+
+
+@contextmanager
+def _flocked(path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on `path`; the kernel drops it if the process dies."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _json_blobs(listing: str) -> list[tuple[str, str]]:

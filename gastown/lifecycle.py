@@ -1,6 +1,7 @@
 """One bead's life: polecat -> witness -> refinery, with retries, each step in the ledger."""
 from __future__ import annotations
 
+import contextlib
 import traceback
 from pathlib import Path
 from typing import Any
@@ -109,10 +110,9 @@ def _end_attempt(floor: Floor, bead: Bead, state: State, outcome: str, reason: s
 
 
 def _safe_fail(floor: Floor, bead: Bead, reason: str) -> None:
-    try:
+    # If the ledger itself is broken, the crash log already has the details.
+    with contextlib.suppress(Exception):
         floor.record(bead, State.FAILED, reason, reason=reason)
-    except Exception:  # the ledger itself is broken; the crash log already has the details
-        pass
 
 
 def _crash_note(floor: Floor, bead: Bead, trace: str) -> None:

@@ -69,15 +69,15 @@ class Refinery:
 
     def _combine(self, path: Path, bead: Bead, branch: str) -> str | None:
         """Put the bead's work on top of the tip; a conflict comes back as a reason."""
-        message = merge_message(bead)
-        steps = {
-            "merge": [("merge", "--no-ff", "--no-verify", "-q", "-m", message, branch)],
+        merged, single = merge_message(bead, "Merge "), merge_message(bead, "")
+        steps: dict[str, list[tuple[str, ...]]] = {
+            "merge": [("merge", "--no-ff", "--no-verify", "-q", "-m", merged, branch)],
             "squash": [("merge", "--squash", "-q", branch),
-                       ("commit", "--no-verify", "-q", "-m", message)],
+                       ("commit", "--no-verify", "-q", "-m", single)],
             "rebase": [("cherry-pick", "--allow-empty", f"HEAD..{branch}"),
-                       ("commit", "--amend", "--no-verify", "-q", "-m", message)],
-        }[self.strategy]
-        for args in steps:
+                       ("commit", "--amend", "--no-verify", "-q", "-m", single)],
+        }
+        for args in steps[self.strategy]:
             proc = git.run(*args, cwd=path, env=self.env, check=False)
             if proc.returncode != 0:
                 return self._conflict_reason(path, proc.stdout + proc.stderr)
@@ -113,8 +113,8 @@ class Refinery:
             self.path = None
 
 
-def merge_message(bead: Bead) -> str:
-    return (f"Merge {bead.id}: {bead.title}\n\n"
+def merge_message(bead: Bead, verb: str) -> str:
+    return (f"{verb}{bead.id}: {bead.title}\n\n"
             f"{TRAILER}: {bead.id}\n{FINGERPRINT_TRAILER}: {bead.fingerprint}\n")
 
 

@@ -1,6 +1,7 @@
-"""One way to start a subprocess: stdin closed, own session, output streamed to a log, group kill."""
+"""One way to start a subprocess: stdin closed, own session, output to a log, group kill."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -131,19 +132,15 @@ def _overdue(deadline: float | None, reader: _Reader, stall: float | None) -> st
 def stop(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM the process group, give it a grace period, then SIGKILL."""
     _signal_group(proc, signal.SIGTERM)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=GRACE_SECONDS)
-    except subprocess.TimeoutExpired:
-        pass
     _signal_group(proc, signal.SIGKILL)
     proc.wait()
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def stop_all() -> None:

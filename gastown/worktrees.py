@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import shutil
+import threading
 from functools import cache
 from pathlib import Path
 
 from gastown import git
 
 STATE_DIR = ".gastown"
+
+# `git worktree add/remove/prune` edit shared admin files under .git/worktrees; a prune that
+# runs while another add is half done deletes the new worktree's admin dir.
+_admin_lock = threading.Lock()
 
 
 def state_dir(root: Path) -> Path:
@@ -53,15 +58,23 @@ def add(root: Path, name: str, start: str, *, branch: str | None) -> Path:
     remove(root, path)
     path.parent.mkdir(parents=True, exist_ok=True)
     target = ["-B", branch, str(path), start] if branch else ["--detach", str(path), start]
-    git.run("worktree", "add", "-f", "--quiet", *target, cwd=root)
+    with _admin_lock:
+        git.run("worktree", "add", "-f", "--quiet", *target, cwd=root)
     return path
 
 
 def remove(root: Path, path: Path) -> None:
-    if path.exists():
+    if not path.exists():
+        return
+    with _admin_lock:
         git.run("worktree", "remove", "--force", "--force", str(path), cwd=root, check=False)
-        shutil.rmtree(path, ignore_errors=True)
-    git.run("worktree", "prune", cwd=root, check=False)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def prune(root: Path) -> None:
+    """Forget worktrees whose directories are gone (a crashed build, a user's rm -rf)."""
+    with _admin_lock:
+        git.run("worktree", "prune", cwd=root, check=False)
 
 
 def reset(worktree: Path, commit: str) -> None:

@@ -61,3 +61,33 @@ def make_repo(path: Path, files: Mapping[str, str] | None = None, *,
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     return make_repo(tmp_path / "repo")
+
+
+class GasRun:
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.code, self.out, self.err = code, out, err
+
+    def __repr__(self) -> str:
+        return f"GasRun(code={self.code}, out=...{self.out[-2000:]!r}, err={self.err!r})"
+
+
+@pytest.fixture
+def gas(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
+    """Run `gas ARGS...` in-process in a repo, as the CLI would (real git, doit, subprocesses)."""
+    from gastown.main import main
+
+    def run(repo: Path, *args: str) -> GasRun:
+        monkeypatch.chdir(repo)
+        capsys.readouterr()
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return GasRun(code, out, err)
+
+    return run
+
+
+def trailers(repo: Path, branch: str = "staging") -> list[str]:
+    """Every Gas-Bead trailer on the integration branch's first-parent history."""
+    out = git(repo, "log", "--first-parent", "--format=%(trailers:key=Gas-Bead,valueonly)",
+              branch)
+    return [line.strip() for line in out.splitlines() if line.strip()]

@@ -216,6 +216,8 @@ BAD_YAML = [
      "Gasfile.yaml:4: roles.polecat.env: 'A B' is not a valid variable name"),
     ("format-on-glob", "backlogs:\n  b:\n    glob: x\n    format: json\n",
      "Gasfile.yaml:4: backlogs.b.format: only applies to 'from' backlogs"),
+    ("recursive-alias", "backlogs:\n  b: &x\n    items: [*x]\n",
+     "Gasfile.yaml:2: an alias refers to its own anchor"),
     ("backlog-role-key", "backlogs:\n  b:\n    items: []\n    roles:\n      polecat:\n"
      "        modle: x\n",
      "Gasfile.yaml:6: unknown key 'backlogs.b.roles.polecat.modle'\n"
@@ -296,11 +298,11 @@ def test_example_loads(tmp_path: Path) -> None:
     assert list(gas.backlogs) == ["security", "typescript", "chores", "lint"]
     assert gas.backlogs["security"] == Backlog(
         name="security", kind="from", source="security_audit.json", id="sec-{{ item.id }}",
-        title="{{ item.title }}", run="python fix.py", tags=["security"], line=14)
+        title="{{ item.title }}", run="python fix.py", tags=["security"], line=13)
     assert gas.backlogs["typescript"].roles == {"polecat": {"model": "claude-sonnet-4-5"}}
     assert gas.backlogs["typescript"].needs == ["security"]
     chores = gas.backlogs["chores"]
-    assert (chores.kind, chores.line, chores.item_lines) == ("items", 27, [29])
+    assert (chores.kind, chores.line, chores.item_lines) == ("items", 25, [27])
     assert chores.source == [{"id": "bump", "title": "Bump deps", "run": "./bump.sh",
                               "needs": ["sec-3"]}]
     assert gas.backlogs["lint"].kind == "from_command"
@@ -319,9 +321,9 @@ def test_yaml_and_toml_agree(tmp_path: Path) -> None:
 
 def test_toml_lines(tmp_path: Path) -> None:
     gas = load_gasfile(write(tmp_path, "Gasfile.toml", EXAMPLE_TOML))
-    assert gas.backlogs["security"].line == 26
-    assert gas.backlogs["chores"].item_lines == [45]
-    assert gas.line_of("backlogs", "typescript", "roles", "polecat", "model") == 40
+    assert gas.backlogs["security"].line == 25
+    assert gas.backlogs["chores"].item_lines == [43]
+    assert gas.line_of("backlogs", "typescript", "roles", "polecat", "model") == 39
     assert gas.line_of("roles", "polecat", "checks") == 11
 
 
@@ -382,9 +384,9 @@ def test_role_overlays_backlog_overrides(tmp_path: Path) -> None:
 
 def test_line_of_walks_up(tmp_path: Path) -> None:
     gas = load_gasfile(write(tmp_path, "Gasfile.yaml", EXAMPLE_YAML))
-    assert gas.line_of("backlogs", "chores", "items", 0) == 29
-    assert gas.line_of("backlogs", "chores", "items", 0, "id") == 29
-    assert gas.line_of("backlogs", "security", "nothing", "here") == 14
+    assert gas.line_of("backlogs", "chores", "items", 0) == 27
+    assert gas.line_of("backlogs", "chores", "items", 0, "id") == 27
+    assert gas.line_of("backlogs", "security", "nothing", "here") == 13
     assert gas.line_of("nowhere") is None
 
 
@@ -398,3 +400,14 @@ def test_yaml_merge_keys(tmp_path: Path) -> None:
 def test_keys_are_strings(tmp_path: Path) -> None:
     gas = load_gasfile(write(tmp_path, "Gasfile.yaml", "backlogs:\n  2024:\n    items: []\n"))
     assert list(gas.backlogs) == ["2024"]
+
+
+def test_explicit_root(tmp_path: Path) -> None:
+    write(tmp_path, "prompts/p.md", "x")
+    path = write(tmp_path, "ci/Gasfile.yaml", "roles:\n  polecat: {prompt: prompts/p.md}\n"
+                 + MINIMAL)
+    gas = load_gasfile(path, root=tmp_path)
+    assert (gas.root, gas.display) == (tmp_path, "ci/Gasfile.yaml")
+    assert failure(path) == (
+        "gas: error: Gasfile.yaml:2: roles.polecat.prompt: file 'prompts/p.md' not found\n"
+        "  hint: prompt paths are relative to the repository root")

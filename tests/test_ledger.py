@@ -4,6 +4,9 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
+import textwrap
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -116,14 +119,15 @@ def test_two_writers_interleaving_keep_both(repo: Path) -> None:
     assert set(a.load()) == set(b.load()) == {"a-1", "b-1", "a-2"}
 
 
-def test_cas_retry_when_another_writer_moves_the_branch(repo: Path,
+def test_cas_retry_when_another_writer_moves_the_branch(repo: Path, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     a, b = Ledger(repo), Ledger(repo)
+    b._lock_path = tmp_path / "elsewhere.lock"  # b stands for a writer outside gastown's lock
     a.put(rec("a-1"), "a-1")
     real_cas = a._cas
     calls: list[str] = []
 
-    def racing_cas(new: str, old: str | None) -> bool:
+    def racing_cas(new: str, old: str | None) -> str | None:
         if not calls:
             b.put(rec("b-1"), "b-1")  # lands between a reading the tip and moving it
         calls.append(new)
@@ -137,10 +141,51 @@ def test_cas_retry_when_another_writer_moves_the_branch(repo: Path,
     assert a.get("b-1") is not None  # the stale cache was dropped
 
 
+def test_ensure_race_adopts_the_other_creator(repo: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = Ledger(repo), Ledger(repo)
+    real_cas = a._cas
+
+    def racing_cas(new: str, old: str | None) -> str | None:
+        b.ensure()
+        return real_cas(new, old)
+
+    monkeypatch.setattr(a, "_cas", racing_cas)
+    a.ensure()
+    assert a.tip() == b.tip() and commits(repo) == 1
+
+
+def test_stuck_ref_is_an_error(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ledger = Ledger(repo)
+    ledger.ensure()
+    monkeypatch.setattr("gastown.ledger.MAX_TRIES", 2)
+    (repo / ".git" / "refs" / "heads" / "gt-ledger.lock").write_text("")
+    with pytest.raises(LedgerError, match=r"gt-ledger\.lock"):
+        ledger.put(rec("a"), "a")
+
+
 def test_two_ledgers_from_threads(repo: Path) -> None:
     ledgers = [Ledger(repo), Ledger(repo)]
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(lambda i: ledgers[i % 2].put(rec(f"x-{i}"), f"x-{i}"), range(40)))
+    assert len(Ledger(repo).load()) == 40
+    assert commits(repo) == 40 + 1
+
+
+def test_separate_processes_lose_nothing(repo: Path) -> None:
+    script = textwrap.dedent("""
+        import sys
+        from pathlib import Path
+        from gastown.ledger import Ledger, transition
+        ledger, w = Ledger(Path(sys.argv[1])), sys.argv[2]
+        for i in range(10):
+            ledger.put(transition(None, bead_id=f"p{w}-{i}", state="running"), f"p{w}-{i}")
+    """)
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(repo), str(w)], env=env)
+             for w in range(4)]
+    assert [p.wait() for p in procs] == [0] * 4
     assert len(Ledger(repo).load()) == 40
     assert commits(repo) == 40 + 1
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from gastown import git, ledger as ledger_mod, lifecycle, worktrees
+from gastown import git, lifecycle, worktrees
+from gastown import ledger as ledger_mod
 from gastown.bead import State
 from gastown.commands.common import Loaded, add_gasfile_option, load
 from gastown.console import Console, summary
@@ -88,6 +89,7 @@ def _open_floor(loaded: Loaded, ledger: Ledger, console: Console,
                 args: argparse.Namespace) -> Floor:
     root, project = loaded.root, loaded.gasfile.project
     worktrees.ensure_excluded(root)
+    worktrees.prune(root)
     ledger.ensure()
     if git.rev(f"refs/heads/{project.into}", cwd=root) is None:
         base = git.out("rev-parse", f"{project.base}^{{commit}}", cwd=root)

@@ -21,7 +21,7 @@ def load(cwd: Path | None = None, gasfile: str | None = None) -> Loaded:
     path = Path(gasfile) if gasfile else find_gasfile(root)
     if not path.is_absolute():
         path = root / path
-    loaded = load_gasfile(path)
+    loaded = load_gasfile(path, root=root)
     return Loaded(root, loaded, compile_plan(loaded))
 
 

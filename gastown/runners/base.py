@@ -10,7 +10,7 @@ from typing import Protocol, runtime_checkable
 from gastown.bead import Bead, RoleSpec
 
 
-class Outcome(str, enum.Enum):
+class Outcome(enum.StrEnum):
     OK = "ok"  # the runner finished its turn (the work may still fail checks)
     FAILED = "failed"  # the agent or command failed: exit code, model error...
     ERROR = "error"  # gastown could not run it at all (missing CLI, bad spawn)
