@@ -182,7 +182,7 @@ class Ledger:
             args.append(f"--max-count={limit}")
         args.append(tip)
         if bead_id is not None:
-            args += ["--", f":(top){record_path(bead_id)}"]
+            args += ["--", f":(top,literal){record_path(bead_id)}"]
         text = git.out(*args, cwd=self.repo)
         return [_log_entry(chunk) for chunk in text.split("\0") if chunk.strip()]
 

@@ -211,8 +211,9 @@ def test_put_many_is_one_commit_and_history_filters(repo: Path) -> None:
     ledger.put(rec("a"), "a: running")
     tip = ledger.put_many([rec(f"m-{i}", "blocked") for i in range(5)] + [rec("a", "blocked")],
                           "blocked: 6 beads")
-    ledger.put(rec("z"), "z: running")
+    ledger.put(rec("z[1]"), "z: running")
     assert commits(repo) == 1 + 3
+    assert len(ledger.history("z[1]")) == 1  # ids are literal paths, not globs
     assert {r["state"] for r in Ledger(repo).load().values()} == {"blocked", "running"}
     assert [h["message"] for h in ledger.history("a")] == ["blocked: 6 beads", "a: running"]
     assert [h["commit"] for h in ledger.history("m-3")] == [tip]

@@ -39,8 +39,9 @@ def run(args: argparse.Namespace) -> int:
     _preflight(loaded, args)
     ledger = Ledger(loaded.root, loaded.gasfile.project.ledger)
     only = [s for sel in args.only for s in sel.split(",") if s]
+    runset = plan_run(loaded.plan, ledger.load(), only=only, force=args.force)  # checks --only
     if args.dry_run:
-        return _dry_run(loaded, plan_run(loaded.plan, ledger.load(), only=only, force=args.force))
+        return _dry_run(loaded, runset)
     with build_lock(worktrees.state_dir(loaded.root) / "build.lock"):
         return _build(loaded, ledger, console, only, args, started)
 
