@@ -46,8 +46,6 @@ def clean_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-_ENV = clean_env()
-
 
 def run(
     *args: str,
@@ -64,7 +62,7 @@ def run(
         input=data,
         capture_output=True,
         text=True,
-        env={**_ENV, **env} if env else _ENV,
+        env={**clean_env(), **env} if env else clean_env(),
         stdin=None if data is not None else subprocess.DEVNULL,
     )
     if check and proc.returncode != 0:

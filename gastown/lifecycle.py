@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ def _lifecycle(floor: Floor, bead: Bead, actor: str) -> tuple[bool, str | None]:
     for attempt in range(1, attempts + 1):
         if attempt > 1:
             floor.stats.retry()
+            floor.console.say(actor, f"RETRY {bead.id} (attempt {attempt}/{attempts}): {reason}")
             _prepare_retry(floor, bead, tree, base)
         done, reason, feedback = _attempt(floor, bead, tree, base, attempt, feedback, actor)
         if done is not None:
@@ -52,39 +54,50 @@ def _lifecycle(floor: Floor, bead: Bead, actor: str) -> tuple[bool, str | None]:
 def _attempt(floor: Floor, bead: Bead, tree: Path, base: str, attempt: int,
              feedback: str | None, actor: str) -> tuple[bool | None, str | None, str | None]:
     """(True|False when the bead is settled else None, reason, feedback for the next try)."""
-    start = ledger.now()
     floor.record(bead, State.RUNNING, f"{actor} attempt {attempt}", reason=None,
-                 attempts=_attempts(floor, bead, {"n": attempt, "started": start,
+                 attempts=_attempts(floor, bead, {"n": attempt, "started": ledger.now(),
                                                   "polecat": actor}))
+    clock = time.monotonic()
     work = polecat.work(floor, bead, tree, base, attempt, feedback, actor)
+    times = {"polecat_s": _since(clock)}
     if not work.ok:
-        _end_attempt(floor, bead, State.RUNNING, "failed", work.reason, f"attempt {attempt} failed")
+        _end_attempt(floor, bead, State.RUNNING, "failed", work.reason, f"attempt {attempt} failed",
+                     times)
         return None, work.reason, work.feedback
     floor.console.say(actor, f"COMPLETE -> {bead.id} moved to witness")
     floor.record(bead, State.REVIEW, f"attempt {attempt}")
+    clock = time.monotonic()
     verdict = witness.review(floor, bead, tree, base)
+    times["witness_s"] = _since(clock)
     if not verdict.approved:
         floor.stats.reject(bead.id)
         floor.console.say("Witness", f"REJECT {bead.id} \"{verdict.reason}\"")
-        _end_attempt(floor, bead, State.REJECTED, "rejected", verdict.reason, verdict.reason)
+        _end_attempt(floor, bead, State.REJECTED, "rejected", verdict.reason, verdict.reason,
+                     times)
         return None, verdict.reason, f"The witness rejected your work: {verdict.reason}"
     floor.console.say("Witness", f"APPROVE -> {bead.id} moves to refinery ({verdict.stat()})")
-    return _refine(floor, bead, tree, attempt), None, None
+    _end_attempt(floor, bead, State.MERGING, "approved", None, f"attempt {attempt} approved", times)
+    return _refine(floor, bead, tree), None, None
 
 
-def _refine(floor: Floor, bead: Bead, tree: Path, attempt: int) -> bool:
-    _end_attempt(floor, bead, State.MERGING, "approved", None, f"attempt {attempt} approved")
+def _since(clock: float) -> float:
+    return round(time.monotonic() - clock, 3)
+
+
+def _refine(floor: Floor, bead: Bead, tree: Path) -> bool:
     branch = worktrees.branch_name(bead.id)
+    clock = time.monotonic()
     result = floor.refinery.merge(bead, branch)
+    timings = {"refinery_s": _since(clock), "ci_s": round(result.ci_seconds, 3)}
     into = floor.plan.gasfile.project.into
     if not result.ok:
         floor.console.say("Refinery", f"FAIL {bead.id}: {result.reason}; {into} unchanged")
-        floor.record(bead, State.FAILED, result.reason, reason=result.reason)
+        floor.record(bead, State.FAILED, result.reason, reason=result.reason, timings=timings)
         return False
     assert result.commit is not None
     floor.console.say("Refinery", f"MERGE {branch} -> {into} ({result.commit[:10]})")
     floor.record(bead, State.MERGED, f"into {into} at {result.commit[:12]}",
-                 merge_commit=result.commit, into=into, reason=None)
+                 merge_commit=result.commit, into=into, reason=None, timings=timings)
     worktrees.remove(floor.root, tree)
     git.run("branch", "-D", branch, cwd=floor.root, check=False)
     return True
@@ -101,11 +114,11 @@ def _attempts(floor: Floor, bead: Bead, entry: dict[str, Any]) -> list[dict[str,
 
 
 def _end_attempt(floor: Floor, bead: Bead, state: State, outcome: str, reason: str | None,
-                 note: str | None) -> None:
+                 note: str | None, times: dict[str, float]) -> None:
     record = floor.ledger.get(bead.id) or {}
     attempts = [dict(a) for a in record.get("attempts", [])]
     if attempts:
-        attempts[-1].update(ended=ledger.now(), outcome=outcome, reason=reason)
+        attempts[-1].update(ended=ledger.now(), outcome=outcome, reason=reason, **times)
     floor.record(bead, state, note, attempts=attempts)
 
 

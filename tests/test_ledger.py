@@ -13,15 +13,8 @@ from typing import Any
 
 import pytest
 
-from gastown import git as gitmod
 from gastown.ledger import SCHEMA, Ledger, LedgerError, now, record_path, transition
 from tests.conftest import git
-
-
-@pytest.fixture(autouse=True)
-def fresh_git_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """gastown.git snapshots the environment at import, before conftest makes it hermetic."""
-    monkeypatch.setattr(gitmod, "_ENV", gitmod.clean_env())
 
 
 def rec(bead_id: str, state: str = "running", **fields: Any) -> dict[str, Any]:
@@ -200,7 +193,6 @@ def test_load_uses_a_constant_number_of_git_processes(repo: Path, tmp_path: Path
     wrapper.write_text(f'#!/bin/sh\necho "$*" >> "{calls}"\nexec "{shutil.which("git")}" "$@"\n')
     wrapper.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setattr(gitmod, "_ENV", gitmod.clean_env())
     records = Ledger(repo).load()
     assert len(records) == 500
     assert 1 <= len(calls.read_text().splitlines()) <= 3

@@ -71,6 +71,7 @@ def _build(loaded: Loaded, ledger: Ledger, console: Console, only: list[str],
                          / "doit-cache.json")
     finally:
         floor.refinery.close()
+        git.run("gc", "--auto", "--quiet", cwd=loaded.root, check=False)
     for error in errors:
         console.say("Mayor", f"ERROR {error}")
     _mark_blocked(floor, runset)
