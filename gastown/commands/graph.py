@@ -25,5 +25,5 @@ def run(args: argparse.Namespace) -> int:
         graph = graph.subgraph(dag.select(graph, args.only, file=loaded.gasfile.path.name))
     records = Ledger(loaded.root, loaded.gasfile.project.ledger).load()
     states = {bead_id: rec.get("state", "pending") for bead_id, rec in records.items()}
-    print(render(graph, args.format, states), end="")
+    print(render(graph, args.format, states))
     return 0
