@@ -89,7 +89,8 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path: Path, gas, files: dict[s
                                               args: list[str], message: str) -> None:
     repo = make_repo(tmp_path / "repo", files)
     result = gas(repo, *args)
-    assert (result.code, result.err.rstrip("\n")) == (2, message.replace("{repo}", str(repo))), result
+    expected = message.replace("{repo}", str(repo))
+    assert (result.code, result.err.rstrip("\n")) == (2, expected), result
     assert result.out == ""
     _assert_nothing_written(repo)
 
@@ -99,11 +100,16 @@ def _assert_nothing_written(repo: Path) -> None:
     assert not (repo / ".gastown").exists()
 
 
+def _empty_repo(path: Path) -> None:
+    path.mkdir()
+    git(path, "init", "-q")
+
+
 REPO_CASES: list[tuple[str, Callable[[Path], None], str]] = [
     ("not a git repo", lambda p: p.mkdir(),
      "gas: error: not a git repository: {repo}\n"
      "  hint: run gas inside a git repository (`git init` and commit first)"),
-    ("no commits", lambda p: (p.mkdir(), git(p, "init", "-q")) and None,
+    ("no commits", lambda p: _empty_repo(p),
      "gas: error: the repository at {repo} has no commits yet\n"
      "  hint: commit something first: the integration branch starts from it"),
 ]
