@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 from importlib import resources
 from importlib.abc import Traversable
@@ -25,6 +26,9 @@ def run(args: argparse.Namespace) -> int:
     make_demo_repo(target)
     print(f"Demo repository: {target}\n")
     os.chdir(target)
+    # The demo's commands say `python3`: make that the interpreter running gas.
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent),
+                                          os.environ.get("PATH", "")])
     code = build.run(argparse.Namespace(gasfile=None, only=[], force=[], jobs=args.jobs,
                                         dry_run=False))
     print(f"\nLook around: cd {target} && gas status && git log --oneline --graph staging"
