@@ -37,10 +37,15 @@ class RunStats:
     failed: dict[str, str] = field(default_factory=dict)
     blocked: dict[str, str] = field(default_factory=dict)
     rejected: set[str] = field(default_factory=set)  # beads the witness sent back at least once
+    interrupted: set[str] = field(default_factory=set)
     retries: int = 0
     running: int = 0
     peak: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    idle: threading.Condition = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.idle = threading.Condition(self.lock)
 
     def start(self, bead_id: str) -> None:
         with self.lock:
@@ -53,8 +58,18 @@ class RunStats:
             self.running -= 1
             if merged:
                 self.merged.add(bead_id)
-            else:
+            elif bead_id not in self.interrupted:
                 self.failed[bead_id] = reason or "failed"
+            self.idle.notify_all()
+
+    def interrupt(self, bead_id: str) -> None:
+        with self.lock:
+            self.interrupted.add(bead_id)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no bead is running (after an interrupt); False on timeout."""
+        with self.idle:
+            return self.idle.wait_for(lambda: self.running == 0, timeout)
 
     def reject(self, bead_id: str) -> None:
         with self.lock:
@@ -83,6 +98,7 @@ def summary(stats: RunStats, *, selected: int, skipped: int, wall: float) -> lis
         f"Beads retried: {stats.retries} attempts",
         f"Beads failed: {len(stats.failed)}",
         f"Beads blocked: {len(stats.blocked)}",
+        *([f"Beads interrupted: {len(stats.interrupted)}"] if stats.interrupted else []),
         f"Beads still open: {still_open}",
         f"Beads already up to date: {skipped}",
         f"Wall clock time: {_duration(wall)}",

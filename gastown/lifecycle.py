@@ -39,6 +39,8 @@ def _lifecycle(floor: Floor, bead: Bead, actor: str) -> tuple[bool, str | None]:
     reason: str | None = None
     attempts = bead.roles["polecat"].max_attempts
     for attempt in range(1, attempts + 1):
+        if floor.stopping.is_set():
+            return False, _interrupted(floor, bead)
         if attempt > 1:
             floor.stats.retry()
             floor.console.say(actor, f"RETRY {bead.id} (attempt {attempt}/{attempts}): {reason}")
@@ -60,6 +62,8 @@ def _attempt(floor: Floor, bead: Bead, tree: Path, base: str, attempt: int,
     clock = time.monotonic()
     work = polecat.work(floor, bead, tree, base, attempt, feedback, actor)
     times = {"polecat_s": _since(clock)}
+    if floor.stopping.is_set():
+        return False, _interrupted(floor, bead), None
     if not work.ok:
         _end_attempt(floor, bead, State.RUNNING, "failed", work.reason, f"attempt {attempt} failed",
                      times)
@@ -69,6 +73,8 @@ def _attempt(floor: Floor, bead: Bead, tree: Path, base: str, attempt: int,
     clock = time.monotonic()
     verdict = witness.review(floor, bead, tree, base)
     times["witness_s"] = _since(clock)
+    if floor.stopping.is_set():
+        return False, _interrupted(floor, bead), None
     if not verdict.approved:
         floor.stats.reject(bead.id)
         floor.console.say("Witness", f"REJECT {bead.id} \"{verdict.reason}\"")
@@ -78,6 +84,13 @@ def _attempt(floor: Floor, bead: Bead, tree: Path, base: str, attempt: int,
     floor.console.say("Witness", f"APPROVE -> {bead.id} moves to refinery ({verdict.stat()})")
     _end_attempt(floor, bead, State.MERGING, "approved", None, f"attempt {attempt} approved", times)
     return _refine(floor, bead, tree), None, None
+
+
+def _interrupted(floor: Floor, bead: Bead) -> str:
+    reason = "the build was interrupted; the next build restarts this bead"
+    floor.stats.interrupt(bead.id)
+    floor.record(bead, State.INTERRUPTED, reason, reason=reason)
+    return reason
 
 
 def _since(clock: float) -> float:
@@ -90,6 +103,9 @@ def _refine(floor: Floor, bead: Bead, tree: Path) -> bool:
     result = floor.refinery.merge(bead, branch)
     timings = {"refinery_s": _since(clock), "ci_s": round(result.ci_seconds, 3)}
     into = floor.plan.gasfile.project.into
+    if not result.ok and floor.stopping.is_set():
+        _interrupted(floor, bead)
+        return False
     if not result.ok:
         floor.console.say("Refinery", f"FAIL {bead.id}: {result.reason}; {into} unchanged")
         floor.record(bead, State.FAILED, result.reason, reason=result.reason, timings=timings)

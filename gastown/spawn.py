@@ -17,6 +17,7 @@ TAIL_LINES = 40
 
 _live: set[subprocess.Popen[bytes]] = set()
 _live_lock = threading.Lock()
+_closed = threading.Event()  # set by stop_all: nothing new starts until reopen()
 
 
 @dataclass
@@ -43,6 +44,8 @@ def run(
 ) -> ProcResult:
     """Run `cmd` (a shell line when a str) to completion, streaming lines to `log_file`."""
     started = time.monotonic()
+    if _closed.is_set():
+        return ProcResult(-1, 0.0, "", "stopped")
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as log:
         shown = cmd if isinstance(cmd, str) else " ".join(cmd)
@@ -144,8 +147,17 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
 
 
 def stop_all() -> None:
-    """Stop every process gastown started that is still running (Ctrl-C, fatal error)."""
+    """Stop every process gastown started that is still running, and start no more."""
+    _closed.set()
     with _live_lock:
         procs = list(_live)
-    for proc in procs:
-        stop(proc)
+    threads = [threading.Thread(target=stop, args=(proc,)) for proc in procs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def reopen() -> None:
+    """Allow new processes again (a new build in the same Python process)."""
+    _closed.clear()

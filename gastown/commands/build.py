@@ -2,18 +2,20 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import time
 
-from gastown import git, lifecycle, worktrees
+from gastown import git, lifecycle, spawn, worktrees
 from gastown import ledger as ledger_mod
 from gastown.bead import State
 from gastown.commands.common import Loaded, add_gasfile_option, load
 from gastown.console import Console, summary
-from gastown.errors import EXIT_FAILED, EXIT_OK, GasError
+from gastown.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, GasError
 from gastown.executor import execute
 from gastown.floor import Floor, Slots
 from gastown.ledger import Ledger
 from gastown.lock import build_lock
+from gastown.mayor import Plan
 from gastown.refinery import Refinery, merged_trailers
 from gastown.repo import check_branches
 from gastown.runners import registry
@@ -64,27 +66,48 @@ def _build(loaded: Loaded, ledger: Ledger, console: Console, only: list[str],
     _reconcile(floor)
     runset = plan_run(loaded.plan, ledger.load(), only=only, force=args.force)
     _announce(floor, runset)
-    beads = [loaded.plan.beads[b] for b in runset.order]
-    try:
-        errors = execute(beads, lambda bead: lifecycle.run_bead(floor, bead),
-                         cap=_cap(loaded, args), dep_file=worktrees.state_dir(loaded.root)
-                         / "doit-cache.json")
-    finally:
-        floor.refinery.close()
-        git.run("gc", "--auto", "--quiet", cwd=loaded.root, check=False)
+    errors, interrupted = _execute(floor, runset, args)
     for error in errors:
         console.say("Mayor", f"ERROR {error}")
-    _mark_blocked(floor, runset)
+    if not interrupted:
+        _mark_blocked(floor, runset)
     wall = time.monotonic() - started
     for line in summary(floor.stats, selected=len(runset.selected),
                         skipped=len(runset.skipped), wall=wall):
         console.raw(line)
+    if interrupted:
+        return EXIT_INTERRUPTED
     merged_all = len(floor.stats.merged) == len(runset.order)
     return EXIT_OK if merged_all and not errors else EXIT_FAILED
 
 
-def _cap(loaded: Loaded, args: argparse.Namespace) -> int:
-    return int(args.jobs or loaded.gasfile.project.parallel)
+def _execute(floor: Floor, runset: RunSet, args: argparse.Namespace) -> tuple[list[str], bool]:
+    """Run the beads; Ctrl-C or SIGTERM stops every process and records `interrupted`."""
+    beads = [floor.plan.beads[b] for b in runset.order]
+    spawn.reopen()
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        return execute(beads, lambda bead: lifecycle.run_bead(floor, bead),
+                       cap=_cap(floor.plan, args),
+                       dep_file=worktrees.state_dir(floor.root) / "doit-cache.json"), False
+    except KeyboardInterrupt:
+        floor.console.say("Mayor", "INTERRUPTED: stopping every polecat, nothing more dispatched")
+        floor.stopping.set()
+        spawn.stop_all()
+        floor.stats.wait_idle(timeout=30)
+        return [], True
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        floor.refinery.close()
+        git.run("gc", "--auto", "--quiet", cwd=floor.root, check=False)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _cap(plan: Plan, args: argparse.Namespace) -> int:
+    return int(args.jobs or plan.gasfile.project.parallel)
 
 
 def _open_floor(loaded: Loaded, ledger: Ledger, console: Console,
@@ -103,7 +126,7 @@ def _open_floor(loaded: Loaded, ledger: Ledger, console: Console,
                         ci=refinery_role.ci, env=env,
                         logs=worktrees.state_dir(root) / "logs" / "refinery",
                         say=console.say)
-    return Floor(root, loaded.plan, ledger, refinery, console, env, Slots(_cap(loaded, args)))
+    return Floor(root, loaded.plan, ledger, refinery, console, env, Slots(_cap(loaded.plan, args)))
 
 
 def _reconcile(floor: Floor) -> None:

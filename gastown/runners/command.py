@@ -21,6 +21,9 @@ class CommandRunner:
         ctx.on_event(Event("run", command))
         proc = spawn.run(command, cwd=ctx.worktree, env=ctx.env, log_file=ctx.log_file,
                          timeout=ctx.role.timeout, stall=ctx.role.stall)
+        if proc.killed == "stopped":
+            return RunResult(Outcome.ERROR, "stopped: the build was interrupted", proc.exit_code,
+                             proc.duration, proc.tail)
         if proc.killed:
             return RunResult(Outcome.TIMEOUT, f"{command}: killed after {proc.killed}",
                              proc.exit_code, proc.duration, proc.tail)

@@ -28,6 +28,7 @@ WORK = textwrap.dedent('''
         running = starts - sum(1 for k, _ in rows if k == "end")
         if running >= barrier or starts >= total:
             break
+        time.sleep(0.01)  # sleep-ok: the bead's own polling, not test synchronisation
     out = pathlib.Path("out") / (bead + ".txt")
     out.parent.mkdir(exist_ok=True)
     out.write_text(os.environ["GAS_BEAD_TITLE"] + "\\n" + os.environ.get("GAS_TEST_NONCE", ""))
@@ -214,7 +215,7 @@ CONFLICT_WORK = textwrap.dedent('''
     (gate / bead).touch()
     deadline = time.monotonic() + 20
     while len(list(gate.iterdir())) < 2 and time.monotonic() < deadline:
-        pass
+        time.sleep(0.01)  # sleep-ok: the bead's own polling, not test synchronisation
     pathlib.Path("shared.txt").write_text(bead + "\\n")
 ''')
 

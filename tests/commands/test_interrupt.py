@@ -1,0 +1,90 @@
+"""Ctrl-C (SIGINT) or SIGTERM during a build: nothing keeps running, the ledger says
+`interrupted`, and the next build finishes the work."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import git, make_repo, trailers
+
+# Each bead writes its pid and then blocks until a release file appears.
+HANG = '''
+import os, pathlib, sys, time
+pids = pathlib.Path(os.environ["GAS_TEST_PIDS"])
+pids.mkdir(exist_ok=True)
+(pids / os.environ["GAS_BEAD_ID"]).write_text(str(os.getpid()))
+release = pids / "release"
+while not release.exists():
+    time.sleep(0.05)  # sleep-ok: this is the bead's work, not test synchronisation
+pathlib.Path(os.environ["GAS_BEAD_ID"] + ".txt").write_text("done")
+'''
+
+GASFILE = f'''\
+version: 1
+backlogs:
+  slow:
+    items:
+      - {{id: s1, run: "{sys.executable} hang.py"}}
+      - {{id: s2, run: "{sys.executable} hang.py"}}
+'''
+
+
+def wait_for(predicate, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)  # sleep-ok: polling a condition with a deadline
+
+
+def alive(pid: int) -> bool:
+    """Running, not merely a zombie (a container's PID 1 may never reap orphans)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return _state(pid) not in ("Z", "gone")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_stops_everything_and_next_build_resumes(tmp_path: Path, sig: int) -> None:
+    repo = make_repo(tmp_path / "repo", {"hang.py": HANG, "Gasfile.yaml": GASFILE})
+    pids = tmp_path / "pids"
+    env = {**os.environ, "GAS_TEST_PIDS": str(pids)}
+    proc = subprocess.Popen([sys.executable, "-m", "gastown", "build"], cwd=repo, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: (pids / "s1").exists() and (pids / "s2").exists())
+    children = [int((pids / b).read_text()) for b in ("s1", "s2")]
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert "INTERRUPTED: stopping every polecat" in out
+    assert "Beads interrupted: 2" in out
+    assert not any(alive(pid) for pid in children), {pid: _state(pid) for pid in children}
+    for bead in ("s1", "s2"):
+        record = json.loads(git(repo, "show", f"gt-ledger:{_path(bead)}"))
+        assert record["state"] == "interrupted"
+    (pids / "release").write_text("go")
+    rerun = subprocess.run([sys.executable, "-m", "gastown", "build"], cwd=repo, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert sorted(trailers(repo)) == ["s1", "s2"]
+
+
+def _path(bead: str) -> str:
+    from gastown.ledger import record_path
+
+    return record_path(bead)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0]
+    except OSError:
+        return "gone"
