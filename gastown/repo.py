@@ -31,8 +31,15 @@ def _check_git_version() -> None:
                        hint="upgrade git (worktree and update-ref features are needed)")
 
 
-def check_branches(root: Path, base: str, into: str, *, file: str) -> None:
+def check_branches(root: Path, base: str, into: str, ledger: str, *, file: str) -> None:
     """`base` must exist; `into` must not be checked out anywhere (gas moves it by ref)."""
+    for key, name in (("into", into), ("ledger", ledger)):
+        if not git.ok("check-ref-format", "--branch", name, cwd=root):
+            raise GasError(f"project.{key}: {name!r} is not a valid branch name", file=file,
+                           hint="see `git help check-ref-format`")
+    if into == ledger:
+        raise GasError(f"project.into and project.ledger are both {into!r}", file=file,
+                       hint="the ledger needs a branch of its own (default gt-ledger)")
     if git.rev(f"refs/heads/{base}", cwd=root) is None and git.rev(base, cwd=root) is None:
         raise GasError(f"project.base: branch {base!r} does not exist", file=file,
                        hint="set project.base to an existing branch (e.g. main or master)")

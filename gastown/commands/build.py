@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _preflight(loaded: Loaded, args: argparse.Namespace) -> None:
     project = loaded.gasfile.project
-    check_branches(loaded.root, project.base, project.into, file=loaded.gasfile.path.name)
+    check_branches(loaded.root, project.base, project.into, project.ledger,
+                   file=loaded.gasfile.path.name)
     if args.jobs is not None and args.jobs < 1:
         raise GasError(f"-j {args.jobs}: the cap must be at least 1")
     for bead in loaded.plan.beads.values():

@@ -73,6 +73,14 @@ CASES: list[tuple[str, dict[str, str], list[str], str]] = [
      "gas: error: Gasfile.yaml: project.into: integration branch 'main' is checked out in "
      "{repo}\n  hint: switch that checkout to another branch; gas moves 'main' itself and never "
      "touches your working tree"),
+    ("into is the ledger", {"Gasfile.yaml": "version: 1\nproject: {into: gt-ledger}\n"
+                                            + items('{id: a1, run: "true"}')[11:]}, ["build"],
+     "gas: error: Gasfile.yaml: project.into and project.ledger are both 'gt-ledger'\n"
+     "  hint: the ledger needs a branch of its own (default gt-ledger)"),
+    ("bad branch name", {"Gasfile.yaml": "version: 1\nproject: {into: 'a..b'}\n"
+                                         + items('{id: a1, run: "true"}')[11:]}, ["build"],
+     "gas: error: Gasfile.yaml: project.into: 'a..b' is not a valid branch name\n"
+     "  hint: see `git help check-ref-format`"),
     ("only matches nothing", {"Gasfile.yaml": items('{id: a1, run: "true"}')},
      ["build", "--only", "a2"],
      "gas: error: Gasfile.yaml: --only 'a2' matches no tag, backlog or bead id\n"
