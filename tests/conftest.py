@@ -91,3 +91,13 @@ def trailers(repo: Path, branch: str = "staging") -> list[str]:
     out = git(repo, "log", "--first-parent", "--format=%(trailers:key=Gas-Bead,valueonly)",
               branch)
     return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+TWO_BEADS = """\
+version: 1
+backlogs:
+  a:
+    items:
+      - {id: a1, run: "echo 1 > one"}
+      - {id: a2, run: "echo 2 > two", needs: [a1]}
+"""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import git, make_repo, trailers
+from tests.conftest import TWO_BEADS, git, make_repo, trailers
 
 
 def test_init_then_build_on_a_fresh_repo(repo: Path, gas) -> None:
@@ -46,7 +46,7 @@ def test_demo_builds_everything(tmp_path: Path, gas) -> None:
 
 
 def test_graph_formats(tmp_path: Path, gas) -> None:
-    repo = make_repo(tmp_path / "repo", {"Gasfile.yaml": GASFILE})
+    repo = make_repo(tmp_path / "repo", {"Gasfile.yaml": TWO_BEADS})
     dot = gas(repo, "graph")
     assert dot.code == 0 and dot.out.startswith("digraph gastown {")
     assert '"a1" -> "a2"' in dot.out
@@ -60,7 +60,7 @@ def test_graph_formats(tmp_path: Path, gas) -> None:
 
 
 def test_status_and_validate(tmp_path: Path, gas) -> None:
-    repo = make_repo(tmp_path / "repo", {"Gasfile.yaml": GASFILE})
+    repo = make_repo(tmp_path / "repo", {"Gasfile.yaml": TWO_BEADS})
     valid = gas(repo, "validate")
     assert valid.out == "Gasfile.yaml is valid: 2 beads (a: 2), 1 dependencies\n"
     before = gas(repo, "status")
@@ -71,12 +71,3 @@ def test_status_and_validate(tmp_path: Path, gas) -> None:
         ("a1", "merged", True), ("a2", "merged", True)]
     assert all(len(r["merge_commit"]) == 40 for r in rows)
 
-
-GASFILE = '''\
-version: 1
-backlogs:
-  a:
-    items:
-      - {id: a1, run: "echo 1 > one"}
-      - {id: a2, run: "echo 2 > two", needs: [a1]}
-'''

@@ -4,20 +4,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import git, make_repo, trailers
-
-GASFILE = '''\
-version: 1
-backlogs:
-  a:
-    items:
-      - {id: a1, run: "echo 1 > one"}
-      - {id: a2, run: "echo 2 > two", needs: [a1]}
-'''
+from tests.conftest import TWO_BEADS, git, make_repo, trailers
 
 
 def test_merge_landed_but_record_lost_is_recovered_not_redone(tmp_path: Path, gas) -> None:
-    repo = make_repo(tmp_path / "repo", {"Gasfile.yaml": GASFILE})
+    repo = make_repo(tmp_path / "repo", {"Gasfile.yaml": TWO_BEADS})
     assert gas(repo, "build").code == 0
     first = git(repo, "rev-list", "--max-parents=0", "gt-ledger")
     git(repo, "update-ref", "refs/heads/gt-ledger", first)  # as if no record had been written
