@@ -43,6 +43,8 @@ class RoleSpec:
     env: tuple[tuple[str, str], ...] = ()
     timeout: float | None = None
     stall: float | None = None
+    max_turns: int | None = None  # agent runners: the CLI's own turn limit
+    args: tuple[str, ...] = ()  # agent runners: extra command-line arguments for the CLI
 
     def definition(self) -> dict[str, Any]:
         """What of this role shapes the bead's work (goes into the fingerprint)."""
@@ -52,6 +54,8 @@ class RoleSpec:
             "checks": list(self.checks),
             "max_attempts": self.max_attempts,
             "env": dict(self.env),
+            "max_turns": self.max_turns,
+            "args": list(self.args),
         }
 
 

@@ -69,6 +69,7 @@ class Gasfile:
     roles: dict[str, dict[str, Any]]
     backlogs: dict[str, Backlog]
     budget: dict[str, float]
+    prices: dict[str, dict[str, float]]  # model -> {"input": $/MTok, "output": $/MTok}
     lines: Lines
 
     @property
@@ -138,6 +139,7 @@ def _role_spec(name: str, settings: dict[str, Any]) -> RoleSpec:
     kwargs = {k: v for k, v in settings.items() if k in _SPEC_FIELDS}
     kwargs["checks"] = tuple(settings.get("checks", ()))
     kwargs["env"] = tuple(sorted(settings["env"].items()))
+    kwargs["args"] = tuple(settings.get("args", ()))
     return RoleSpec(name=name, **kwargs)
 
 
@@ -511,6 +513,8 @@ _ROLE_CHECKS: dict[str, Check] = {
     "env": _as_env,
     "timeout": _nullable(partial(_as_number, positive=True)),
     "stall": _nullable(partial(_as_number, positive=True)),
+    "max_turns": _nullable(_as_int),
+    "args": _as_str_list,
 }
 _REFINERY_CHECKS: dict[str, Check] = {
     **_ROLE_CHECKS,
@@ -522,7 +526,7 @@ _PROJECT_CHECKS: dict[str, Check] = {
     "base": _as_text, "into": _as_text, "ledger": _as_text, "parallel": _as_int,
 }
 _BUDGET_KEYS = ("usd", "per_bead_usd")
-_TOP_KEYS = ("version", "project", "roles", "backlogs", "budget")
+_TOP_KEYS = ("version", "project", "roles", "backlogs", "budget", "prices")
 _BACKLOG_KEYS = (*SOURCE_KINDS, "id", "title", "run", "tags", "needs", "roles", "format",
                  "description")
 
@@ -543,7 +547,8 @@ def _build(ck: _Checker, path: Path, data: Any) -> Gasfile:
     project = Project(**_checked(ck, ("project",), doc.get("project"), _PROJECT_CHECKS))
     return Gasfile(path=path, root=ck.root, version=version, project=project,
                    roles=_roles(ck, doc.get("roles")), backlogs=_backlogs(ck, doc),
-                   budget=_budget(ck, doc.get("budget")), lines=ck.lines)
+                   budget=_budget(ck, doc.get("budget")), prices=_prices(ck, doc.get("prices")),
+                   lines=ck.lines)
 
 
 def _version(ck: _Checker, value: Any) -> int:
@@ -553,6 +558,13 @@ def _version(ck: _Checker, value: Any) -> int:
         ck.fail(("version",), f"version: unsupported version {value}",
                 "this gastown reads version 1")
     return value
+
+
+def _prices(ck: _Checker, value: Any) -> dict[str, dict[str, float]]:
+    checks: dict[str, Check] = dict.fromkeys(("input", "output"),
+                                              partial(_as_number, positive=False))
+    raw = _as_mapping(ck, ("prices",), value)
+    return {model: _checked(ck, ("prices", model), per, checks) for model, per in raw.items()}
 
 
 def _budget(ck: _Checker, value: Any) -> dict[str, float]:

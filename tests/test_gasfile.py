@@ -147,7 +147,7 @@ BAD_YAML = [
      "Gasfile.yaml:2: unknown key 'roles.polecats'\n  hint: did you mean 'polecat'?"),
     ("refinery-only-key", "roles:\n  polecat: {ci: x}\n" + MINIMAL,
      "Gasfile.yaml:2: unknown key 'roles.polecat.ci'\n  hint: allowed keys: runner, model, "
-     "prompt, checks, max_attempts, env, timeout, stall"),
+     "prompt, checks, max_attempts, env, timeout, stall, max_turns, args"),
     ("tags-type", "backlogs:\n  security:\n    from: a.json\n    tags: 5\n",
      "Gasfile.yaml:4: backlogs.security.tags: expected a list of strings, got int"),
     ("tag-item-type", "backlogs:\n  b:\n    items: []\n    tags:\n      - ok\n      - 3\n",

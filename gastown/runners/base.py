@@ -20,11 +20,19 @@ class Outcome(enum.StrEnum):
         return self.value
 
 
+EVENT_KINDS = ("read", "write", "run", "result", "text", "usage", "retry", "error")
+
+
 @dataclass(frozen=True)
 class Event:
-    """One thing an agent did, as the log lines and the ledger see it."""
+    """One thing an agent did, as the log lines and the ledger see it.
 
-    kind: str  # read | write | run | result | text | usage
+    read/write: a file path; run: a command line; result: a command's outcome (`6/6 passing`,
+    `exit 1`); text: the agent's own words (one line); usage: tokens/cost so far;
+    retry: the model API asked to wait (rate limit, overload); error: an API or tool error.
+    """
+
+    kind: str
     text: str
 
 
@@ -49,7 +57,9 @@ class RunResult:
     exit_code: int | None = None
     duration: float = 0.0
     output_tail: str = ""
-    usage: dict[str, float] = field(default_factory=dict)  # tokens_in, tokens_out, usd
+    # input_tokens, output_tokens, usd; usd only when the CLI reports cost itself
+    usage: dict[str, float] = field(default_factory=dict)
+    text: str = ""  # the agent's final answer (a reviewer's verdict is parsed from it)
 
     @property
     def ok(self) -> bool:
