@@ -73,10 +73,15 @@ class Bead:
     prompts: dict[str, str] = field(default_factory=dict)  # role -> rendered prompt (attempt 1)
     index: int = 0  # position in its backlog
     line: int | None = None  # Gasfile line of its backlog or inline item
+    fixed: str | None = None  # the fingerprint as compiled from the Gasfile
 
     @property
     def fingerprint(self) -> str:
-        return fingerprint(self.definition())
+        return self.fixed or fingerprint(self.definition())
+
+    def fix_fingerprint(self) -> None:
+        """Freeze the definition's fingerprint: command-line overrides do not change it."""
+        self.fixed = fingerprint(self.definition())
 
     def definition(self) -> dict[str, Any]:
         """Everything that decides what the bead does. Needs are ordering, not work."""

@@ -38,6 +38,7 @@ class RunStats:
     blocked: dict[str, str] = field(default_factory=dict)
     rejected: set[str] = field(default_factory=set)  # beads the witness sent back at least once
     interrupted: set[str] = field(default_factory=set)
+    held: set[str] = field(default_factory=set)  # not dispatched: the budget was spent
     retries: int = 0
     running: int = 0
     peak: int = 0
@@ -61,6 +62,10 @@ class RunStats:
             elif bead_id not in self.interrupted:
                 self.failed[bead_id] = reason or "failed"
             self.idle.notify_all()
+
+    def hold(self, bead_id: str) -> None:
+        with self.lock:
+            self.held.add(bead_id)
 
     def interrupt(self, bead_id: str) -> None:
         with self.lock:

@@ -11,6 +11,7 @@ from gastown import ledger as ledger_mod
 from gastown import worktrees
 from gastown.bead import Bead, State
 from gastown.console import Console, RunStats
+from gastown.costs import CostBook
 from gastown.ledger import Ledger
 from gastown.mayor import Plan
 from gastown.refinery import Refinery
@@ -41,6 +42,7 @@ class Floor:
     env: dict[str, str]
     slots: Slots
     stats: RunStats = field(default_factory=RunStats)
+    costs: CostBook = field(default_factory=CostBook)
     stopping: threading.Event = field(default_factory=threading.Event)
 
     def log_file(self, bead: Bead) -> Path:

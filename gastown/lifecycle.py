@@ -4,16 +4,29 @@ from __future__ import annotations
 import contextlib
 import time
 import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gastown import git, ledger, polecat, runners, witness, worktrees
+from gastown import costs, git, ledger, polecat, runners, witness, worktrees
 from gastown.bead import Bead, State
 from gastown.floor import Floor
 
 
+@dataclass
+class _Tally:
+    """What one attempt took: seconds per step, usage per role."""
+
+    times: dict[str, float] = field(default_factory=dict)
+    usage: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
 def run_bead(floor: Floor, bead: Bead) -> bool:
     """The doit action for one bead: True when it merged."""
+    if floor.costs.exhausted():
+        floor.stats.hold(bead.id)
+        floor.console.say("Mayor", f"BUDGET spent: {bead.id} not dispatched")
+        return False
     slot = floor.slots.take()
     actor = f"Polecat-{slot:02d}"
     floor.stats.start(bead.id)
@@ -59,31 +72,74 @@ def _attempt(floor: Floor, bead: Bead, tree: Path, base: str, attempt: int,
     floor.record(bead, State.RUNNING, f"{actor} attempt {attempt}", reason=None,
                  attempts=_attempts(floor, bead, {"n": attempt, "started": ledger.now(),
                                                   "polecat": actor}))
+    tally = _Tally()
     clock = time.monotonic()
     work = polecat.work(floor, bead, tree, base, attempt, feedback, actor)
-    times = {"polecat_s": _since(clock)}
+    tally.times["polecat_s"] = _since(clock)
+    _spend(floor, tally, "polecat", work.usage)
     if floor.stopping.is_set():
         return False, _interrupted(floor, bead), None
+    if over := _over_budget(floor, bead, tally):
+        return _give_up(floor, bead, tally, over), over, None
     if not work.ok:
         _end_attempt(floor, bead, State.RUNNING, "failed", work.reason, f"attempt {attempt} failed",
-                     times)
+                     tally)
         return None, work.reason, work.feedback
     floor.console.say(actor, f"COMPLETE -> {bead.id} moved to witness")
     floor.record(bead, State.REVIEW, f"attempt {attempt}")
+    return _review(floor, bead, tree, base, attempt, actor, tally)
+
+
+def _review(floor: Floor, bead: Bead, tree: Path, base: str, attempt: int, actor: str,
+            tally: _Tally) -> tuple[bool | None, str | None, str | None]:
     clock = time.monotonic()
-    verdict = witness.review(floor, bead, tree, base)
-    times["witness_s"] = _since(clock)
+    verdict = witness.review(floor, bead, tree, base, attempt)
+    tally.times["witness_s"] = _since(clock)
+    _spend(floor, tally, "witness", verdict.usage)
     if floor.stopping.is_set():
         return False, _interrupted(floor, bead), None
+    if over := _over_budget(floor, bead, tally):
+        return _give_up(floor, bead, tally, over), over, None
+    if verdict.error:
+        floor.console.say("Witness", f"ERROR {bead.id}: {verdict.reason}")
+        _end_attempt(floor, bead, State.RUNNING, "error", verdict.reason, verdict.reason, tally)
+        return None, verdict.reason, None
     if not verdict.approved:
         floor.stats.reject(bead.id)
         floor.console.say("Witness", f"REJECT {bead.id} \"{verdict.reason}\"")
+        floor.console.say("Witness", f"RETRY -> {bead.id} returned to {actor} with the reason")
         _end_attempt(floor, bead, State.REJECTED, "rejected", verdict.reason, verdict.reason,
-                     times)
+                     tally)
         return None, verdict.reason, f"The witness rejected your work: {verdict.reason}"
     floor.console.say("Witness", f"APPROVE -> {bead.id} moves to refinery ({verdict.stat()})")
-    _end_attempt(floor, bead, State.MERGING, "approved", None, f"attempt {attempt} approved", times)
+    _end_attempt(floor, bead, State.MERGING, "approved", None, f"attempt {attempt} approved",
+                 tally)
     return _refine(floor, bead, tree), None, None
+
+
+def _spend(floor: Floor, tally: _Tally, role: str, usage: dict[str, Any] | None) -> None:
+    if usage:
+        tally.usage[role] = costs.combine(tally.usage.get(role), usage)
+        floor.costs.add(role, usage)
+
+
+def _over_budget(floor: Floor, bead: Bead, tally: _Tally) -> str | None:
+    limit = floor.plan.gasfile.budget.get("per_bead_usd")
+    if limit is None:
+        return None
+    record = floor.ledger.get(bead.id) or {}
+    spent = sum(c.get("usd", 0.0) for c in record.get("cost", {}).values())
+    spent += sum(u.get("usd", 0.0) for u in tally.usage.values())
+    if spent <= limit:
+        return None
+    return f"over the per-bead budget: {costs.usd(spent)} > {costs.usd(limit)}"
+
+
+def _give_up(floor: Floor, bead: Bead, tally: _Tally, reason: str) -> bool:
+    floor.console.say("Mayor", f"BUDGET {bead.id}: {reason}")
+    _end_attempt(floor, bead, State.FAILED, "over budget", reason, reason, tally,
+                 extra={"reason": reason})
+    return False
 
 
 def _interrupted(floor: Floor, bead: Bead) -> str:
@@ -130,12 +186,17 @@ def _attempts(floor: Floor, bead: Bead, entry: dict[str, Any]) -> list[dict[str,
 
 
 def _end_attempt(floor: Floor, bead: Bead, state: State, outcome: str, reason: str | None,
-                 note: str | None, times: dict[str, float]) -> None:
+                 note: str | None, tally: _Tally, extra: dict[str, Any] | None = None) -> None:
     record = floor.ledger.get(bead.id) or {}
     attempts = [dict(a) for a in record.get("attempts", [])]
     if attempts:
-        attempts[-1].update(ended=ledger.now(), outcome=outcome, reason=reason, **times)
-    floor.record(bead, state, note, attempts=attempts)
+        attempts[-1].update(ended=ledger.now(), outcome=outcome, reason=reason, **tally.times)
+        if tally.usage:
+            attempts[-1]["usage"] = tally.usage
+    cost = dict(record.get("cost") or {})
+    for role, usage in tally.usage.items():
+        cost[role] = costs.combine(cost.get(role), usage)
+    floor.record(bead, state, note, attempts=attempts, cost=cost, **(extra or {}))
 
 
 def _safe_fail(floor: Floor, bead: Bead, reason: str) -> None:

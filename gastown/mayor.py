@@ -6,6 +6,7 @@ import fnmatch
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from jinja2 import Template
 
 from gastown import templating
 from gastown.backlogs import Item, load_items
-from gastown.bead import Bead
+from gastown.bead import Bead, RoleSpec
 from gastown.errors import GasError
 from gastown.gasfile import Backlog, Gasfile
 from gastown.graph import dag
@@ -72,6 +73,7 @@ class _Compiler:
         )
         self.refs[bead_id] = self._needs(backlog, item, ctx, line, origin)
         bead.prompts = self._prompts(bead)
+        bead.fix_fingerprint()
         self.beads[bead_id] = bead
         self.origins[bead_id] = origin
 
@@ -128,17 +130,16 @@ class _Compiler:
     def _prompts(self, bead: Bead) -> dict[str, str]:
         prompts = {}
         for role in PROMPT_ROLES:
-            spec = bead.roles[role]
-            if spec.prompt:
-                template = self._template(spec.prompt)
+            source = prompt_source(self.gasfile.root, bead.roles[role])
+            if source is not None:
                 prompts[role] = templating.render_template(
-                    template, prompt_context(bead, 1, None), shown=spec.prompt)
+                    self._template(*source), prompt_context(bead, 1, None), shown=source[1])
         return prompts
 
-    def _template(self, rel: str) -> Template:
-        if rel not in self.templates:
-            self.templates[rel] = templating.load_file(self.gasfile.root / rel, shown=rel)
-        return self.templates[rel]
+    def _template(self, path: Path, shown: str) -> Template:
+        if shown not in self.templates:
+            self.templates[shown] = templating.load_file(path, shown=shown)
+        return self.templates[shown]
 
     def resolve_needs(self) -> None:
         groups = _groups(self.beads.values())
@@ -198,21 +199,32 @@ def _safe(bead_id: str) -> bool:
             and not bead_id.endswith((".lock", ".")))
 
 
-def prompt_context(bead: Bead, attempt: int, feedback: str | None) -> dict[str, Any]:
-    """What a role prompt sees: the bead as data, the attempt and the last failure."""
+def prompt_context(bead: Bead, attempt: int, feedback: str | None,
+                   diff: str = "") -> dict[str, Any]:
+    """What a role prompt sees: the bead as data, the attempt, the last failure, the diff."""
     view = {"id": bead.id, "title": bead.title, "item": bead.item, "path": bead.path,
             "backlog": bead.backlog, "tags": list(bead.tags), "run": bead.run}
-    return {"bead": view, "attempt": attempt, "feedback": feedback}
+    return {"bead": view, "attempt": attempt, "feedback": feedback, "diff": diff}
+
+
+def prompt_source(root: Path, spec: RoleSpec) -> tuple[Path, str] | None:
+    """The role's prompt template (path, shown name): its own, or gastown's default for agents."""
+    if spec.prompt:
+        return root / spec.prompt, spec.prompt
+    if spec.runner in (None, "command"):
+        return None
+    default = Path(str(resources.files("gastown") / "data" / "prompts" / f"{spec.name}.md.j2"))
+    return default, f"(gastown default) {spec.name}.md.j2"
 
 
 def render_prompt(plan_root: Path, bead: Bead, role: str, attempt: int,
-                  feedback: str | None) -> str | None:
-    """The prompt for a later attempt, with the failure that sent the bead back."""
-    spec = bead.roles[role]
-    if not spec.prompt:
+                  feedback: str | None, diff: str = "") -> str | None:
+    """The prompt for one attempt, with the failure that sent the bead back and the diff."""
+    source = prompt_source(plan_root, bead.roles[role])
+    if source is None:
         return None
-    if attempt == 1 and feedback is None:
+    if attempt == 1 and feedback is None and not diff:
         return bead.prompts.get(role)
-    template = templating.load_file(plan_root / spec.prompt, shown=spec.prompt)
-    return templating.render_template(template, prompt_context(bead, attempt, feedback),
-                                      shown=spec.prompt)
+    template = templating.load_file(source[0], shown=source[1])
+    return templating.render_template(template, prompt_context(bead, attempt, feedback, diff),
+                                      shown=source[1])

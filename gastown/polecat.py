@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from gastown import runners, spawn, worktrees
+from gastown import costs, runners, spawn, worktrees
 from gastown.bead import Bead
 from gastown.floor import Floor
 from gastown.mayor import render_prompt
-from gastown.runners.base import AttemptContext, Event, RunResult
+from gastown.runners.base import AttemptContext, Event
 
 
 @dataclass
@@ -16,7 +17,7 @@ class PolecatResult:
     ok: bool
     reason: str | None = None
     feedback: str | None = None  # what the next attempt is told
-    run: RunResult | None = None
+    usage: dict[str, Any] | None = None  # the agent's tokens and cost (None for commands)
 
 
 def work(floor: Floor, bead: Bead, worktree: Path, base: str, attempt: int,
@@ -31,16 +32,18 @@ def work(floor: Floor, bead: Bead, worktree: Path, base: str, attempt: int,
     )
     if ctx.prompt_file is not None:
         ctx.env["GAS_PROMPT_FILE"] = str(ctx.prompt_file)
-    result = runners.get(role.runner or "command").run(ctx)
+    runner = runners.get(role.runner or "command")
+    result = runner.run(ctx)
+    usage = costs.entry(result, role, floor.plan.gasfile.prices) if runner.needs_model else None
     if not result.ok:
         floor.console.say(actor, f"FAIL {bead.id}: {result.reason}")
         return PolecatResult(False, result.reason, _feedback(result.reason, result.output_tail),
-                             result)
+                             usage)
     checked = _checks(floor, bead, worktree, ctx.env, actor)
     if checked is not None:
-        return PolecatResult(False, checked.reason, checked.feedback, result)
+        return PolecatResult(False, checked.reason, checked.feedback, usage)
     worktrees.commit_all(worktree, f"{bead.id}: {bead.title}\n\nattempt {attempt}\n")
-    return PolecatResult(True, run=result)
+    return PolecatResult(True, usage=usage)
 
 
 def _checks(floor: Floor, bead: Bead, worktree: Path, env: dict[str, str],

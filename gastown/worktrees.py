@@ -77,10 +77,10 @@ def prune(root: Path) -> None:
         git.run("worktree", "prune", cwd=root, check=False)
 
 
-def reset(worktree: Path, commit: str) -> None:
-    """Back to `commit` exactly: tracked, untracked and ignored changes all gone."""
+def reset(worktree: Path, commit: str, *, keep_ignored: bool = False) -> None:
+    """Back to `commit`: tracked and untracked changes gone (ignored files too, unless kept)."""
     git.run("reset", "--quiet", "--hard", commit, cwd=worktree)
-    git.run("clean", "-fdxq", cwd=worktree)
+    git.run("clean", "-fdq" if keep_ignored else "-fdxq", cwd=worktree)
 
 
 def commit_all(worktree: Path, message: str) -> str | None:

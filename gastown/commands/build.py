@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 import time
+from typing import Any
 
-from gastown import git, lifecycle, spawn, worktrees
+from gastown import costs, git, lifecycle, runners, spawn, worktrees
 from gastown import ledger as ledger_mod
 from gastown.bead import State
 from gastown.commands.common import Loaded, add_gasfile_option, load
 from gastown.console import Console, summary
+from gastown.costs import CostBook
 from gastown.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, GasError
 from gastown.executor import execute
 from gastown.floor import Floor, Slots
@@ -18,7 +21,6 @@ from gastown.lock import build_lock
 from gastown.mayor import Plan
 from gastown.refinery import Refinery, merged_trailers
 from gastown.repo import check_branches
-from gastown.runners import registry
 from gastown.uptodate import RunSet, plan_run, ready_now
 
 
@@ -31,6 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                    metavar="BEAD", help="rerun even if up to date (all, or a bead id glob)")
     p.add_argument("-j", "--jobs", type=int, metavar="N", help="concurrency cap")
     p.add_argument("-n", "--dry-run", action="store_true", help="say what would run, and why")
+    p.add_argument("--polecat-model", metavar="M", help="the polecats' model for this build")
+    p.add_argument("--witness-model", metavar="M", help="the reviewer's model for this build")
     p.set_defaults(run=run)
 
 
@@ -38,12 +42,13 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     console = Console()
     loaded = load(gasfile=args.gasfile)
+    _override_models(loaded, args)
     _preflight(loaded, args)
     ledger = Ledger(loaded.root, loaded.gasfile.project.ledger)
     only = [s for sel in args.only for s in sel.split(",") if s]
     runset = plan_run(loaded.plan, ledger.load(), only=only, force=args.force)  # checks --only
     if args.dry_run:
-        return _dry_run(loaded, runset)
+        return _dry_run(loaded, runset, ledger.load())
     with build_lock(worktrees.state_dir(loaded.root) / "build.lock"):
         return _build(loaded, ledger, console, only, args, started)
 
@@ -54,11 +59,12 @@ def _preflight(loaded: Loaded, args: argparse.Namespace) -> None:
                    file=loaded.gasfile.path.name)
     if args.jobs is not None and args.jobs < 1:
         raise GasError(f"-j {args.jobs}: the cap must be at least 1")
-    for bead in loaded.plan.beads.values():
-        for role in bead.roles.values():
-            if role.runner and (reason := registry()[role.runner].check(role)):
-                raise GasError(f"roles.{role.name}.runner {role.runner}: {reason}",
-                               file=loaded.gasfile.path.name)
+    roles = {role for bead in loaded.plan.beads.values() for role in bead.roles.values()
+             if role.runner}
+    for role in sorted(roles, key=lambda r: (r.name, r.runner or "")):
+        if reason := runners.get(role.runner or "command").check(role):
+            raise GasError(f"roles.{role.name}.runner {role.runner}: {reason}",
+                           file=loaded.gasfile.path.name)
 
 
 def _build(loaded: Loaded, ledger: Ledger, console: Console, only: list[str],
@@ -70,12 +76,17 @@ def _build(loaded: Loaded, ledger: Ledger, console: Console, only: list[str],
     errors, interrupted = _execute(floor, runset, args)
     for error in errors:
         console.say("Mayor", f"ERROR {error}")
-    if not interrupted:
+    if not interrupted and not floor.stats.held:
         _mark_blocked(floor, runset)
     wall = time.monotonic() - started
     for line in summary(floor.stats, selected=len(runset.selected),
                         skipped=len(runset.skipped), wall=wall):
         console.raw(line)
+    for line in floor.costs.lines(merged=len(floor.stats.merged)):
+        console.raw(line)
+    if floor.stats.held:
+        console.say("Mayor", f"BUDGET spent ({costs.usd(floor.costs.total())}); "
+                             f"{len(floor.stats.held)} Beads not dispatched")
     if interrupted:
         return EXIT_INTERRUPTED
     merged_all = len(floor.stats.merged) == len(runset.order)
@@ -127,7 +138,17 @@ def _open_floor(loaded: Loaded, ledger: Ledger, console: Console,
                         ci=refinery_role.ci, env=env,
                         logs=worktrees.state_dir(root) / "logs" / "refinery",
                         say=console.say)
-    return Floor(root, loaded.plan, ledger, refinery, console, env, Slots(_cap(loaded.plan, args)))
+    return Floor(root, loaded.plan, ledger, refinery, console, env, Slots(_cap(loaded.plan, args)),
+                 costs=CostBook(budget_usd=loaded.gasfile.budget.get("usd")))
+
+
+def _override_models(loaded: Loaded, args: argparse.Namespace) -> None:
+    """--polecat-model/--witness-model change who works, not what the work is (fingerprints
+    were fixed at compile time)."""
+    for role, model in (("polecat", args.polecat_model), ("witness", args.witness_model)):
+        if model:
+            for bead in loaded.plan.beads.values():
+                bead.roles[role] = dataclasses.replace(bead.roles[role], model=model)
 
 
 def _reconcile(floor: Floor) -> None:
@@ -186,11 +207,14 @@ def _mark_blocked(floor: Floor, runset: RunSet) -> None:
         floor.ledger.put_many(records, f"{len(records)} bead(s) blocked")
 
 
-def _dry_run(loaded: Loaded, runset: RunSet) -> int:
+def _dry_run(loaded: Loaded, runset: RunSet, records: dict[str, dict[str, Any]]) -> int:
     for bead_id in runset.order:
         print(f"would run {bead_id:<30} {runset.reasons[bead_id]}")
     print(f"{len(runset.order)} to run, {len(runset.skipped)} up to date "
           f"(of {len(runset.selected)} selected)")
+    estimate = costs.estimate([loaded.plan.beads[b] for b in runset.order], records)
+    if estimate:
+        print(estimate)
     return EXIT_OK
 
 

@@ -29,8 +29,10 @@ def run(args: argparse.Namespace) -> int:
     # The demo's commands say `python3`: make that the interpreter running gas.
     os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent),
                                           os.environ.get("PATH", "")])
-    code = build.run(argparse.Namespace(gasfile=None, only=[], force=[], jobs=args.jobs,
-                                        dry_run=False))
+    from gastown.main import parser
+
+    jobs = ["-j", str(args.jobs)] if args.jobs else []
+    code = build.run(parser().parse_args(["build", *jobs]))
     print(f"\nLook around: cd {target} && gas status && git log --oneline --graph staging"
           " && git log --oneline gt-ledger")
     return code

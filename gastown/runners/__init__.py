@@ -1,36 +1,45 @@
-"""The runner registry: built-ins plus any installed `gastown.runners` entry points."""
+"""The runner registry: built-ins plus any installed `gastown.runners` entry points.
+
+Built-ins are imported only when used, so `gas status` never pays for agent code.
+"""
 from __future__ import annotations
 
+import importlib
 from functools import cache
 from importlib.metadata import entry_points
 
 from gastown.runners.base import Runner
-from gastown.runners.command import CommandRunner
 
-BUILTIN: dict[str, Runner] = {"command": CommandRunner()}
+BUILTIN = {
+    "command": "gastown.runners.command",
+    "claude": "gastown.runners.claude",
+    "codex": "gastown.runners.codex",
+    "aider": "gastown.runners.aider",
+}
 ENTRY_POINT_GROUP = "gastown.runners"
 
 
 @cache
-def registry() -> dict[str, Runner]:
-    """Every runner by name; plugins cannot shadow a built-in."""
-    runners = dict(BUILTIN)
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name not in runners:
-            runners[ep.name] = _plugin(ep.load())
-    return runners
+def _plugins() -> dict[str, object]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name not in BUILTIN}
 
 
-def _plugin(obj: object) -> Runner:
+def runner_names() -> list[str]:
+    return sorted({*BUILTIN, *_plugins()})
+
+
+@cache
+def get(name: str) -> Runner:
+    """The runner called `name`; plugins cannot shadow a built-in."""
+    if name in BUILTIN:
+        module = importlib.import_module(BUILTIN[name])
+        return _instance(next(obj for obj in vars(module).values()
+                              if isinstance(obj, type) and getattr(obj, "name", None) == name))
+    return _instance(_plugins()[name].load())  # type: ignore[attr-defined]
+
+
+def _instance(obj: object) -> Runner:
     runner = obj() if isinstance(obj, type) else obj
     if not isinstance(runner, Runner):
         raise TypeError(f"{obj!r} does not implement gastown.runners.base.Runner")
     return runner
-
-
-def runner_names() -> list[str]:
-    return sorted(registry())
-
-
-def get(name: str) -> Runner:
-    return registry()[name]
