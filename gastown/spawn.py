@@ -7,6 +7,7 @@ import signal
 import subprocess
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -14,6 +15,10 @@ from pathlib import Path
 
 GRACE_SECONDS = 3.0
 TAIL_LINES = 40
+# Every process gastown starts, and all it starts in turn, inherit this variable: agents'
+# tools that escape into sessions of their own (Claude Code's Bash tool uses setsid) are still
+# found, and killed, when the process that started them ends.
+MARKER = "GAS_SPAWN_ID"
 
 _live: set[subprocess.Popen[bytes]] = set()
 _live_lock = threading.Lock()
@@ -48,16 +53,25 @@ def run(
         return ProcResult(-1, 0.0, "", "stopped")
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as log:
-        shown = cmd if isinstance(cmd, str) else " ".join(cmd)
-        log.write(f"$ {shown}\n".encode())
+        log.write(f"$ {_shown(cmd)}\n".encode())
         log.flush()
-        proc = _start(cmd, cwd, env, log)
+        marker = uuid.uuid4().hex
+        proc = _start(cmd, cwd, {**env, MARKER: marker}, log)
         reader = _Reader(proc, log, on_line)
         reader.start()
-        killed = _wait(proc, reader, timeout, stall)
+        try:
+            killed = _wait(proc, reader, timeout, stall)
+        finally:
+            sweep(marker)
         reader.join()
         log.write(f"[exit {proc.returncode}{' ' + killed if killed else ''}]\n".encode())
     return ProcResult(proc.returncode, time.monotonic() - started, reader.tail(), killed)
+
+
+def _shown(cmd: str | Sequence[str], limit: int = 300) -> str:
+    """The command for the log: long arguments (a whole prompt) are cut short."""
+    parts = [cmd] if isinstance(cmd, str) else list(cmd)
+    return " ".join(p if len(p) <= limit else p[:limit] + f"…[{len(p)} chars]" for p in parts)
 
 
 def _start(cmd: str | Sequence[str], cwd: Path, env: Mapping[str, str],
@@ -144,6 +158,32 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
+
+
+def sweep(marker: str) -> None:
+    """SIGKILL every process still carrying `marker` in its environment (Linux /proc)."""
+    needle = f"{MARKER}={marker}".encode()
+    for _ in range(3):  # a dying shell may fork once more
+        pids = [pid for pid in _pids() if needle in _environ(pid).split(b"\0")]
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        if not pids:
+            return
+
+
+def _pids() -> list[int]:
+    proc = Path("/proc")
+    mine = os.getpid()
+    return [int(p.name) for p in proc.iterdir() if p.name.isdigit() and int(p.name) != mine] \
+        if proc.is_dir() else []
+
+
+def _environ(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return b""
 
 
 def stop_all() -> None:

@@ -19,7 +19,9 @@ HANG = '''
 import os, pathlib, sys, time
 pids = pathlib.Path(os.environ["GAS_TEST_PIDS"])
 pids.mkdir(exist_ok=True)
-(pids / os.environ["GAS_BEAD_ID"]).write_text(str(os.getpid()))
+mine = pids / os.environ["GAS_BEAD_ID"]
+mine.with_suffix(".tmp").write_text(str(os.getpid()))
+mine.with_suffix(".tmp").rename(mine)  # appears whole: the test never reads a half-written pid
 release = pids / "release"
 while not release.exists():
     time.sleep(0.05)  # sleep-ok: this is the bead's work, not test synchronisation

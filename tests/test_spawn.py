@@ -1,0 +1,58 @@
+"""No process outlives the command gastown started: not even one in a session of its own."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from gastown import spawn
+
+# Starts a grandchild in a new session (as Claude Code's Bash tool does), records its pid
+# atomically, then exits or hangs.
+ESCAPE = '''
+import os, subprocess, sys, pathlib
+child = subprocess.Popen([sys.executable, "-c", "import time\\nwhile True: time.sleep(1)"],
+                         start_new_session=True)
+tmp = pathlib.Path(sys.argv[1] + ".tmp")
+tmp.write_text(str(child.pid))
+tmp.rename(sys.argv[1])
+print("started", flush=True)
+if sys.argv[2] == "hang":
+    while True:
+        pass
+'''
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not stat.exists() or stat.read_text().split(") ")[1][0] != "Z"
+
+
+@pytest.mark.parametrize(("mode", "timeout", "killed"), [("exit", None, None),
+                                                         ("hang", 1.0, "timeout")])
+def test_escaped_grandchild_is_killed(tmp_path: Path, mode: str, timeout: float | None,
+                                      killed: str | None) -> None:
+    script = tmp_path / "escape.py"
+    script.write_text(ESCAPE)
+    pidfile = tmp_path / "grandchild.pid"
+    result = spawn.run([sys.executable, str(script), str(pidfile), mode], cwd=tmp_path,
+                       env=dict(os.environ), log_file=tmp_path / "log", timeout=timeout)
+    assert result.killed == killed
+    assert "started" in result.tail
+    assert not _alive(int(pidfile.read_text()))
+
+
+def test_log_shows_command_shortened_and_output(tmp_path: Path) -> None:
+    long_arg = "x" * 1000
+    result = spawn.run(["echo", "hi", long_arg], cwd=tmp_path, env=dict(os.environ),
+                       log_file=tmp_path / "log")
+    assert result.ok and result.exit_code == 0
+    log = (tmp_path / "log").read_text()
+    assert log.startswith("$ echo hi " + "x" * 300 + "…[1000 chars]\n")
+    assert log.endswith("[exit 0]\n")
