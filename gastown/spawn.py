@@ -19,6 +19,7 @@ TAIL_LINES = 40
 # tools that escape into sessions of their own (Claude Code's Bash tool uses setsid) are still
 # found, and killed, when the process that started them ends.
 MARKER = "GAS_SPAWN_ID"
+STOP = "stop"  # an `on_line` callback returns this to have the command stopped
 
 _live: set[subprocess.Popen[bytes]] = set()
 _live_lock = threading.Lock()
@@ -30,7 +31,7 @@ class ProcResult:
     exit_code: int
     duration: float
     tail: str
-    killed: str | None = None  # "timeout" | "stall" | "stopped" when gastown killed it
+    killed: str | None = None  # timeout | stall | stopped (interrupt) | requested (on_line)
 
     @property
     def ok(self) -> bool:
@@ -45,7 +46,7 @@ def run(
     log_file: Path,
     timeout: float | None = None,
     stall: float | None = None,
-    on_line: Callable[[str], None] | None = None,
+    on_line: Callable[[str], object] | None = None,
 ) -> ProcResult:
     """Run `cmd` (a shell line when a str) to completion, streaming lines to `log_file`."""
     started = time.monotonic()
@@ -64,6 +65,7 @@ def run(
         finally:
             sweep(marker)
         reader.join()
+        killed = killed or ("requested" if reader.stopped else None)
         log.write(f"[exit {proc.returncode}{' ' + killed if killed else ''}]\n".encode())
     return ProcResult(proc.returncode, time.monotonic() - started, reader.tail(), killed)
 
@@ -90,11 +92,12 @@ class _Reader(threading.Thread):
     """Copies the child's output to the log, keeps a tail and the time of the last line."""
 
     def __init__(self, proc: subprocess.Popen[bytes], log: object,
-                 on_line: Callable[[str], None] | None) -> None:
+                 on_line: Callable[[str], object] | None) -> None:
         super().__init__(daemon=True)
         self.proc, self.log, self.on_line = proc, log, on_line
         self.lines: deque[str] = deque(maxlen=TAIL_LINES)
         self.last_output = time.monotonic()
+        self.stopped = False
 
     def run(self) -> None:
         assert self.proc.stdout is not None
@@ -104,8 +107,9 @@ class _Reader(threading.Thread):
             line = raw.decode(errors="replace").rstrip("\n")
             self.lines.append(line)
             self.last_output = time.monotonic()
-            if self.on_line:
-                self.on_line(line)
+            if self.on_line and self.on_line(line) == STOP and not self.stopped:
+                self.stopped = True
+                _signal_group(self.proc, signal.SIGTERM)
 
     def tail(self) -> str:
         return "\n".join(self.lines)

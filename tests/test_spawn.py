@@ -35,7 +35,7 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.parametrize(("mode", "timeout", "killed"), [("exit", None, None),
-                                                         ("hang", 1.0, "timeout")])
+                                                         ("hang", 3.0, "timeout")])
 def test_escaped_grandchild_is_killed(tmp_path: Path, mode: str, timeout: float | None,
                                       killed: str | None) -> None:
     script = tmp_path / "escape.py"
@@ -56,3 +56,18 @@ def test_log_shows_command_shortened_and_output(tmp_path: Path) -> None:
     log = (tmp_path / "log").read_text()
     assert log.startswith("$ echo hi " + "x" * 300 + "…[1000 chars]\n")
     assert log.endswith("[exit 0]\n")
+
+
+def test_on_line_can_ask_for_the_command_to_stop(tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    def watch(line: str) -> str | None:
+        seen.append(line)
+        return spawn.STOP if line == "enough" else None
+
+    result = spawn.run([sys.executable, "-c", "print('one'); print('enough', flush=True)\n"
+                        "while True: pass"], cwd=tmp_path, env=dict(os.environ),
+                       log_file=tmp_path / "log", timeout=60, on_line=watch)
+    assert result.killed == "requested"
+    assert seen == ["one", "enough"]
+    assert result.duration < 30

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 from collections.abc import Mapping
@@ -58,7 +57,6 @@ ADDED = re.compile(r"^Added (.+?) to the chat(?: \(read-only\))?\.$")
 TEST_FAILED = re.compile(r"^Added \d+ lines? of output to the chat\.$")
 GAVE_UP = "Only 3 reflections allowed, stopping."
 BAD_FORMAT = "The LLM did not conform to the edit format."
-PID_MARK = "gas-aider-pid "
 FENCE = "```"
 TAGS_CACHE = ".aider.tags.cache.v*"
 LITELLM_MODELS = "model_prices_and_context_window_backup.json"
@@ -92,9 +90,8 @@ class AiderRunner:
         with tempfile.TemporaryDirectory(prefix="gas-aider-") as tmp:
             files = _Files.under(Path(tmp))
             watch = _Watch(ctx, files, _max_retries(ctx.env))
-            proc = spawn.run(["sh", "-c", f'echo "{PID_MARK}$$"; exec "$@"', "sh", aider,
-                              *_flags(aider, ctx, files)], cwd=ctx.worktree, env=_env(ctx),
-                             log_file=ctx.log_file, timeout=ctx.role.timeout,
+            proc = spawn.run([aider, *_flags(aider, ctx, files)], cwd=ctx.worktree,
+                             env=_env(ctx), log_file=ctx.log_file, timeout=ctx.role.timeout,
                              stall=ctx.role.stall, on_line=watch.line)
             watch.finish()
             result = _result(proc, watch, files)
@@ -303,7 +300,6 @@ class _Watch:
     ctx: AttemptContext
     files: _Files
     max_retries: int | None
-    pid: int | None = None
     error: _ApiError | None = None  # the last API error not yet followed by a reply
     retries: int = 0
     stopped: bool = False  # the runner stopped aider: too many retries
@@ -312,14 +308,14 @@ class _Watch:
     testing: bool = False
     test_lines: list[str] = field(default_factory=list)
 
-    def line(self, raw: str) -> None:
+    def line(self, raw: str) -> str | None:
+        """Read one output line; ask spawn to stop aider once it retried too often."""
         line = raw.strip()
-        if line.startswith(PID_MARK) and self.pid is None:
-            self.pid = int(line[len(PID_MARK):])
-        elif self.testing:
+        if self.testing:
             self._test_output(line)
         else:
             self._aider(line)
+        return spawn.STOP if self.stopped else None
 
     def _aider(self, line: str) -> None:
         if found := APPLIED.match(line):
@@ -348,9 +344,8 @@ class _Watch:
     def _retry(self, error: _ApiError, delay: str) -> None:
         self.retries += 1
         self.emit("retry", f"{error.what()}, retrying in {delay}s")
-        if self.max_retries is not None and self.retries > self.max_retries and self.pid:
+        if self.max_retries is not None and self.retries > self.max_retries:
             self.stopped = True
-            _signal_group(self.pid)
 
     def _test_output(self, line: str) -> None:
         if APPLIED.match(line):  # edits to several files come one line each
@@ -381,11 +376,6 @@ class _Watch:
 
     def emit(self, kind: str, text: str) -> None:
         self.ctx.on_event(Event(kind, text))
-
-
-def _signal_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGTERM)  # aider and its test command: the session's group
 
 
 def _first_words(reply: str) -> str:
@@ -456,7 +446,7 @@ def _judge(proc: spawn.ProcResult, watch: _Watch,
            usage: dict[str, float]) -> tuple[Outcome, str | None]:
     if proc.killed == "stopped":
         return Outcome.ERROR, "stopped: the build was interrupted"
-    if proc.killed:
+    if proc.killed and proc.killed != "requested":  # requested: the watch stopped it, below
         return Outcome.TIMEOUT, f"aider: killed after {proc.killed}"
     if watch.error is not None:
         retried = f" (stopped at retry {watch.retries}: {MAX_RETRIES_VAR}={watch.max_retries})"
