@@ -27,6 +27,16 @@ class Console:
             self.stream.write(text + "\n")
             self.stream.flush()
 
+    # Hooks for a live view; the plain console prints lines only.
+    def start_run(self, total: int, stats: RunStats) -> None:
+        """A build begins: `total` beads to run, counted in `stats` as they go."""
+
+    def transition(self, bead_id: str, state: str, note: str | None) -> None:
+        """A bead moved (every ledger transition passes here)."""
+
+    def end_run(self) -> None:
+        """The build is over: stop any live display before the summary."""
+
 
 @dataclass
 class RunStats:

@@ -61,4 +61,5 @@ class Floor:
             backlog=bead.backlog, title=bead.title, fingerprint=bead.fingerprint, **fields)
         message = f"{bead.id}: {state.value}" + (f" ({note})" if note else "")
         self.ledger.put(record, message)
+        self.console.transition(bead.id, state.value, note)
         return record

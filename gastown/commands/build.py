@@ -33,6 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                    metavar="BEAD", help="rerun even if up to date (all, or a bead id glob)")
     p.add_argument("-j", "--jobs", type=int, metavar="N", help="concurrency cap")
     p.add_argument("-n", "--dry-run", action="store_true", help="say what would run, and why")
+    p.add_argument("--plain", action="store_true",
+                   help="one line per step even on a terminal (no live view)")
     p.add_argument("--polecat-model", metavar="M", help="the polecats' model for this build")
     p.add_argument("--witness-model", metavar="M", help="the reviewer's model for this build")
     p.set_defaults(run=run)
@@ -73,7 +75,11 @@ def _build(loaded: Loaded, ledger: Ledger, console: Console, only: list[str],
     _reconcile(floor)
     runset = plan_run(loaded.plan, ledger.load(), only=only, force=args.force)
     _announce(floor, runset)
-    errors, interrupted = _execute(floor, runset, args)
+    console.start_run(len(runset.order), floor.stats)
+    try:
+        errors, interrupted = _execute(floor, runset, args)
+    finally:
+        console.end_run()
     for error in errors:
         console.say("Mayor", f"ERROR {error}")
     if not interrupted and not floor.stats.held:
