@@ -48,7 +48,7 @@ class RunStats:
     blocked: dict[str, str] = field(default_factory=dict)
     rejected: set[str] = field(default_factory=set)  # beads the witness sent back at least once
     interrupted: set[str] = field(default_factory=set)
-    held: set[str] = field(default_factory=set)  # not dispatched: the budget was spent
+    held: set[str] = field(default_factory=set)  # not dispatched: budget spent or Ctrl-C
     retries: int = 0
     running: int = 0
     peak: int = 0

@@ -43,7 +43,8 @@ class Floor:
     slots: Slots
     stats: RunStats = field(default_factory=RunStats)
     costs: CostBook = field(default_factory=CostBook)
-    stopping: threading.Event = field(default_factory=threading.Event)
+    stopping: threading.Event = field(default_factory=threading.Event)  # kill running beads
+    draining: threading.Event = field(default_factory=threading.Event)  # start no more beads
 
     def log_file(self, bead: Bead) -> Path:
         return worktrees.state_dir(self.root) / "logs" / f"{bead.id}.log"

@@ -23,6 +23,9 @@ class _Tally:
 
 def run_bead(floor: Floor, bead: Bead) -> bool:
     """The doit action for one bead: True when it merged."""
+    if floor.draining.is_set():
+        floor.stats.hold(bead.id)
+        return False
     if floor.costs.exhausted():
         floor.stats.hold(bead.id)
         floor.console.say("Mayor", f"BUDGET spent: {bead.id} not dispatched")

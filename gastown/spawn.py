@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -20,6 +21,8 @@ TAIL_LINES = 40
 # found, and killed, when the process that started them ends.
 MARKER = "GAS_SPAWN_ID"
 STOP = "stop"  # an `on_line` callback returns this to have the command stopped
+SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH", re.IGNORECASE)
+REDACTED = "[redacted]"
 
 _live: set[subprocess.Popen[bytes]] = set()
 _live_lock = threading.Lock()
@@ -54,11 +57,12 @@ def run(
         return ProcResult(-1, 0.0, "", "stopped")
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as log:
-        log.write(f"$ {_shown(cmd)}\n".encode())
+        redact = redactor(env)
+        log.write(f"$ {redact(_shown(cmd))}\n".encode())
         log.flush()
         marker = uuid.uuid4().hex
         proc = _start(cmd, cwd, {**env, MARKER: marker}, log)
-        reader = _Reader(proc, log, on_line)
+        reader = _Reader(proc, log, on_line, redact)
         reader.start()
         try:
             killed = _wait(proc, reader, timeout, stall)
@@ -68,6 +72,16 @@ def run(
         killed = killed or ("requested" if reader.stopped else None)
         log.write(f"[exit {proc.returncode}{' ' + killed if killed else ''}]\n".encode())
     return ProcResult(proc.returncode, time.monotonic() - started, reader.tail(), killed)
+
+
+def redactor(env: Mapping[str, str]) -> Callable[[str], str]:
+    """A function hiding the values of secret-looking variables (API keys, tokens) in text."""
+    secrets = sorted({v for k, v in env.items() if SECRET_NAME.search(k) and len(v) >= 8},
+                     key=len, reverse=True)
+    if not secrets:
+        return lambda text: text
+    pattern = re.compile("|".join(re.escape(s) for s in secrets))
+    return lambda text: pattern.sub(REDACTED, text)
 
 
 def _shown(cmd: str | Sequence[str], limit: int = 300) -> str:
@@ -92,9 +106,9 @@ class _Reader(threading.Thread):
     """Copies the child's output to the log, keeps a tail and the time of the last line."""
 
     def __init__(self, proc: subprocess.Popen[bytes], log: object,
-                 on_line: Callable[[str], object] | None) -> None:
+                 on_line: Callable[[str], object] | None, redact: Callable[[str], str]) -> None:
         super().__init__(daemon=True)
-        self.proc, self.log, self.on_line = proc, log, on_line
+        self.proc, self.log, self.on_line, self.redact = proc, log, on_line, redact
         self.lines: deque[str] = deque(maxlen=TAIL_LINES)
         self.last_output = time.monotonic()
         self.stopped = False
@@ -102,9 +116,9 @@ class _Reader(threading.Thread):
     def run(self) -> None:
         assert self.proc.stdout is not None
         for raw in self.proc.stdout:
-            self.log.write(raw)  # type: ignore[attr-defined]
+            line = self.redact(raw.decode(errors="replace").rstrip("\n"))
+            self.log.write(line.encode() + b"\n")  # type: ignore[attr-defined]
             self.log.flush()  # type: ignore[attr-defined]
-            line = raw.decode(errors="replace").rstrip("\n")
             self.lines.append(line)
             self.last_output = time.monotonic()
             if self.on_line and self.on_line(line) == STOP and not self.stopped:

@@ -71,3 +71,14 @@ def test_on_line_can_ask_for_the_command_to_stop(tmp_path: Path) -> None:
     assert result.killed == "requested"
     assert seen == ["one", "enough"]
     assert result.duration < 30
+
+
+def test_secrets_never_reach_the_log_or_the_tail(tmp_path: Path) -> None:
+    env = {**os.environ, "ANTHROPIC_API_KEY": "sk-ant-very-secret-123", "MY_TOKEN": "tok_abcdefgh",
+           "SHORT_KEY": "1", "HARMLESS": "sk-ant-very-secret-123-not-a-key-name"}
+    result = spawn.run(["sh", "-c", 'echo "key=$ANTHROPIC_API_KEY tok=$MY_TOKEN n=$SHORT_KEY"',
+                        "tok_abcdefgh"], cwd=tmp_path, env=env, log_file=tmp_path / "log")
+    log = (tmp_path / "log").read_text()
+    assert "sk-ant-very-secret-123" not in log + result.tail
+    assert "tok_abcdefgh" not in log + result.tail
+    assert "key=[redacted] tok=[redacted] n=1" in result.tail

@@ -91,8 +91,9 @@ def _build(loaded: Loaded, ledger: Ledger, console: Console, only: list[str],
     for line in floor.costs.lines(merged=len(floor.stats.merged)):
         console.raw(line)
     if floor.stats.held:
-        console.say("Mayor", f"BUDGET spent ({costs.usd(floor.costs.total())}); "
-                             f"{len(floor.stats.held)} Beads not dispatched")
+        why = "interrupted" if floor.draining.is_set() else \
+            f"budget spent ({costs.usd(floor.costs.total())})"
+        console.say("Mayor", f"{len(floor.stats.held)} Beads not dispatched: {why}")
     if interrupted:
         return EXIT_INTERRUPTED
     merged_all = len(floor.stats.merged) == len(runset.order)
@@ -100,14 +101,18 @@ def _build(loaded: Loaded, ledger: Ledger, console: Console, only: list[str],
 
 
 def _execute(floor: Floor, runset: RunSet, args: argparse.Namespace) -> tuple[list[str], bool]:
-    """Run the beads; Ctrl-C or SIGTERM stops every process and records `interrupted`."""
+    """Run the beads. The first Ctrl-C stops dispatching and lets running beads finish; a
+    second one, or SIGTERM, stops every process and records the running beads `interrupted`."""
     beads = [floor.plan.beads[b] for b in runset.order]
     spawn.reopen()
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, lambda signum, frame: _drain(floor))
     try:
-        return execute(beads, lambda bead: lifecycle.run_bead(floor, bead),
-                       cap=_cap(floor.plan, args),
-                       dep_file=worktrees.state_dir(floor.root) / "doit-cache.json"), False
+        errors = execute(beads, lambda bead: lifecycle.run_bead(floor, bead),
+                         cap=_cap(floor.plan, args),
+                         dep_file=worktrees.state_dir(floor.root) / "doit-cache.json")
+        return errors, floor.draining.is_set()
     except KeyboardInterrupt:
         floor.console.say("Mayor", "INTERRUPTED: stopping every polecat, nothing more dispatched")
         floor.stopping.set()
@@ -115,9 +120,17 @@ def _execute(floor: Floor, runset: RunSet, args: argparse.Namespace) -> tuple[li
         floor.stats.wait_idle(timeout=30)
         return [], True
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         floor.refinery.close()
         git.run("gc", "--auto", "--quiet", cwd=floor.root, check=False)
+
+
+def _drain(floor: Floor) -> None:
+    floor.draining.set()
+    signal.signal(signal.SIGINT, _raise_interrupt)
+    floor.console.say("Mayor", "INTERRUPT: nothing more dispatched; running beads finish "
+                               "(Ctrl-C again to stop them now)")
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:

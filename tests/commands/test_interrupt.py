@@ -1,5 +1,6 @@
-"""Ctrl-C (SIGINT) or SIGTERM during a build: nothing keeps running, the ledger says
-`interrupted`, and the next build finishes the work."""
+"""Ctrl-C during a build: the first press lets running beads finish and starts no more; a
+second press (or SIGTERM) stops everything at once, the ledger says `interrupted`, and the
+next build finishes the work."""
 from __future__ import annotations
 
 import json
@@ -30,11 +31,13 @@ pathlib.Path(os.environ["GAS_BEAD_ID"] + ".txt").write_text("done")
 
 GASFILE = f'''\
 version: 1
+project: {{parallel: 2}}
 backlogs:
   slow:
     items:
       - {{id: s1, run: "{sys.executable} hang.py"}}
       - {{id: s2, run: "{sys.executable} hang.py"}}
+      - {{id: s3, run: "{sys.executable} hang.py", needs: [s1]}}
 '''
 
 
@@ -54,16 +57,52 @@ def alive(pid: int) -> bool:
     return _state(pid) not in ("Z", "gone")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_interrupt_stops_everything_and_next_build_resumes(tmp_path: Path, sig: int) -> None:
+def start_build(tmp_path: Path) -> tuple[Path, Path, dict[str, str], subprocess.Popen[str]]:
     repo = make_repo(tmp_path / "repo", {"hang.py": HANG, "Gasfile.yaml": GASFILE})
     pids = tmp_path / "pids"
     env = {**os.environ, "GAS_TEST_PIDS": str(pids)}
-    proc = subprocess.Popen([sys.executable, "-m", "gastown", "build"], cwd=repo, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "gastown", "build", "--plain"], cwd=repo,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     wait_for(lambda: (pids / "s1").exists() and (pids / "s2").exists())
+    return repo, pids, env, proc
+
+
+def read_until(proc: subprocess.Popen[str], text: str) -> str:
+    """Read the build's output until a line holding `text` (the build prints as it goes)."""
+    assert proc.stdout is not None
+    seen = ""
+    while text not in seen:
+        line = proc.stdout.readline()
+        assert line, f"the build ended without printing {text!r}:\n{seen}"
+        seen += line
+    return seen
+
+
+def test_first_ctrl_c_lets_running_beads_finish(tmp_path: Path) -> None:
+    repo, pids, env, proc = start_build(tmp_path)
+    proc.send_signal(signal.SIGINT)
+    read_until(proc, "INTERRUPT: nothing more dispatched; running beads finish")
+    (pids / "release").write_text("go")
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert "1 Beads not dispatched: interrupted" in out
+    assert sorted(trailers(repo)) == ["s1", "s2"]
+    rerun = subprocess.run([sys.executable, "-m", "gastown", "build"], cwd=repo, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert sorted(trailers(repo)) == ["s1", "s2", "s3"]
+
+
+@pytest.mark.parametrize("signals", [[signal.SIGINT, signal.SIGINT], [signal.SIGTERM]],
+                         ids=["ctrl-c twice", "sigterm"])
+def test_interrupt_stops_everything_and_next_build_resumes(tmp_path: Path,
+                                                           signals: list[int]) -> None:
+    repo, pids, env, proc = start_build(tmp_path)
     children = [int((pids / b).read_text()) for b in ("s1", "s2")]
-    proc.send_signal(sig)
+    for n, sig in enumerate(signals, 1):
+        proc.send_signal(sig)
+        if n < len(signals):
+            read_until(proc, "INTERRUPT: nothing more dispatched")
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out
     assert "INTERRUPTED: stopping every polecat" in out
@@ -76,7 +115,7 @@ def test_interrupt_stops_everything_and_next_build_resumes(tmp_path: Path, sig: 
     rerun = subprocess.run([sys.executable, "-m", "gastown", "build"], cwd=repo, env=env,
                            capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    assert sorted(trailers(repo)) == ["s1", "s2"]
+    assert sorted(trailers(repo)) == ["s1", "s2", "s3"]
 
 
 def _path(bead: str) -> str:
