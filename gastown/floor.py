@@ -1,8 +1,10 @@
 """The factory floor: what every bead of one build shares (ledger, refinery, output, slots)."""
 from __future__ import annotations
 
+import os
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,13 @@ from gastown.costs import CostBook
 from gastown.ledger import Ledger
 from gastown.mayor import Plan
 from gastown.refinery import Refinery
+
+RATE_LIMIT_MAX = 600.0
+
+
+def _backoff() -> float:
+    """The first wait after a rate limit; GAS_RATE_LIMIT_BACKOFF (seconds) sets it."""
+    return float(os.environ.get("GAS_RATE_LIMIT_BACKOFF", "30"))
 
 
 class Slots:
@@ -45,6 +54,16 @@ class Floor:
     costs: CostBook = field(default_factory=CostBook)
     stopping: threading.Event = field(default_factory=threading.Event)  # kill running beads
     draining: threading.Event = field(default_factory=threading.Event)  # start no more beads
+
+    def wait_out_rate_limit(self, bead: Bead, actor: str, reason: str | None, waited: int,
+                            started: float, timeout: float | None) -> bool:
+        """Back off after a rate limit; False when the role's timeout or a stop ends the wait."""
+        delay = min(RATE_LIMIT_MAX, _backoff() * 2 ** waited)
+        if timeout is not None and time.monotonic() - started + delay > timeout:
+            return False
+        self.console.say(actor, f"WAIT {bead.id}: rate limited ({reason}); "
+                                f"trying again in {delay:g}s")
+        return not self.stopping.wait(delay)
 
     def log_file(self, bead: Bead) -> Path:
         return worktrees.state_dir(self.root) / "logs" / f"{bead.id}.log"

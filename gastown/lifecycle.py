@@ -77,9 +77,8 @@ def _attempt(floor: Floor, bead: Bead, tree: Path, base: str, attempt: int,
                                                   "polecat": actor}))
     tally = _Tally()
     clock = time.monotonic()
-    work = polecat.work(floor, bead, tree, base, attempt, feedback, actor)
+    work = _work(floor, bead, tree, base, attempt, feedback, actor, tally)
     tally.times["polecat_s"] = _since(clock)
-    _spend(floor, tally, "polecat", work.usage)
     if floor.stopping.is_set():
         return False, _interrupted(floor, bead), None
     if over := _over_budget(floor, bead, tally):
@@ -91,6 +90,22 @@ def _attempt(floor: Floor, bead: Bead, tree: Path, base: str, attempt: int,
     floor.console.say(actor, f"COMPLETE -> {bead.id} moved to witness")
     floor.record(bead, State.REVIEW, f"attempt {attempt}")
     return _review(floor, bead, tree, base, attempt, actor, tally)
+
+
+def _work(floor: Floor, bead: Bead, tree: Path, base: str, attempt: int,
+          feedback: str | None, actor: str, tally: _Tally) -> polecat.PolecatResult:
+    """The polecat's turn; a rate-limited model is waited out, not counted as a failure."""
+    started, waited = time.monotonic(), 0
+    while True:
+        work = polecat.work(floor, bead, tree, base, attempt, feedback, actor)
+        _spend(floor, tally, "polecat", work.usage)
+        if not work.rate_limited:
+            return work
+        if not floor.wait_out_rate_limit(bead, actor, work.reason, waited, started,
+                                         bead.roles["polecat"].timeout):
+            work.feedback = work.reason
+            return work
+        waited += 1
 
 
 def _review(floor: Floor, bead: Bead, tree: Path, base: str, attempt: int, actor: str,

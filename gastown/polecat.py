@@ -9,7 +9,7 @@ from gastown import costs, runners, spawn, worktrees
 from gastown.bead import Bead
 from gastown.floor import Floor
 from gastown.mayor import render_prompt
-from gastown.runners.base import AttemptContext, Event
+from gastown.runners.base import AttemptContext, Event, rate_limited
 
 
 @dataclass
@@ -18,6 +18,7 @@ class PolecatResult:
     reason: str | None = None
     feedback: str | None = None  # what the next attempt is told
     usage: dict[str, Any] | None = None  # the agent's tokens and cost (None for commands)
+    rate_limited: bool = False  # the model said "not now": wait and try the same attempt again
 
 
 def work(floor: Floor, bead: Bead, worktree: Path, base: str, attempt: int,
@@ -35,6 +36,8 @@ def work(floor: Floor, bead: Bead, worktree: Path, base: str, attempt: int,
     runner = runners.get(role.runner or "command")
     result = runner.run(ctx)
     usage = costs.entry(result, role, floor.plan.gasfile.prices) if runner.needs_model else None
+    if rate_limited(result):
+        return PolecatResult(False, result.reason, None, usage, rate_limited=True)
     if not result.ok:
         floor.console.say(actor, f"FAIL {bead.id}: {result.reason}")
         return PolecatResult(False, result.reason, _feedback(result.reason, result.output_tail),

@@ -3,6 +3,7 @@ then, when the role has a runner, a reviewer agent reads the diff and gives a ve
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from gastown import costs, git, runners, spawn, worktrees
 from gastown.bead import Bead
 from gastown.floor import Floor
 from gastown.mayor import render_prompt
-from gastown.runners.base import AttemptContext, Event, RunResult
+from gastown.runners.base import AttemptContext, Event, RunResult, rate_limited
 
 VERDICT = re.compile(r"VERDICT:\s*(APPROVE|REJECT)\b[\s:.-]*(.*)", re.IGNORECASE)
 MAX_DIFF = 60_000
@@ -65,9 +66,8 @@ def _reviewer(floor: Floor, bead: Bead, worktree: Path, base: str, attempt: int,
     usage: dict[str, Any] | None = None
     answer = ""
     for _ in range(2):
-        result = _ask(floor, bead, worktree, base, attempt, env)
-        usage = costs.combine(usage, costs.entry(result, bead.roles["witness"],
-                                                 floor.plan.gasfile.prices))
+        result, spent = _ask_patiently(floor, bead, worktree, base, attempt, env)
+        usage = costs.combine(usage, spent)
         if not result.ok:
             return Verdict(False, f"witness: {result.reason}", usage=usage, error=True)
         answer = result.text
@@ -76,6 +76,20 @@ def _reviewer(floor: Floor, bead: Bead, worktree: Path, base: str, attempt: int,
             return Verdict(found[0], found[1], usage=usage)
     last = (answer.strip().splitlines() or ["(no answer)"])[-1][:200]
     return Verdict(False, f"the witness gave no verdict: {last}", usage=usage)
+
+
+def _ask_patiently(floor: Floor, bead: Bead, worktree: Path, base: str, attempt: int,
+                   env: dict[str, str]) -> tuple[RunResult, dict[str, Any]]:
+    """Ask the reviewer, waiting out rate limits; returns the answer and what all asks cost."""
+    role, started, waited = bead.roles["witness"], time.monotonic(), 0
+    spent: dict[str, Any] | None = None
+    while True:
+        result = _ask(floor, bead, worktree, base, attempt, env)
+        spent = costs.combine(spent, costs.entry(result, role, floor.plan.gasfile.prices))
+        if not rate_limited(result) or not floor.wait_out_rate_limit(
+                bead, "Witness", result.reason, waited, started, role.timeout):
+            return result, spent
+        waited += 1
 
 
 def _ask(floor: Floor, bead: Bead, worktree: Path, base: str, attempt: int,

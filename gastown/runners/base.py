@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +65,15 @@ class RunResult:
     @property
     def ok(self) -> bool:
         return self.outcome is Outcome.OK
+
+
+RATE_LIMIT = re.compile(r"\b(?:429|529)\b|overloaded|rate.?limit|usage limit|too many requests",
+                        re.IGNORECASE)
+
+
+def rate_limited(result: RunResult) -> bool:
+    """The model said "not now" (429, 529, a usage limit): wait and ask again, not a failure."""
+    return result.outcome is Outcome.FAILED and bool(RATE_LIMIT.search(result.reason or ""))
 
 
 @runtime_checkable

@@ -3,6 +3,8 @@
 It plays an agent from files: the polecat writes `work.txt` (the prompt it was given, so tests
 can see the feedback) and the witness answers with the next line of $SCRIPTED_DIR/verdicts.
 Each call reports 1000 input and 100 output tokens, and, when $SCRIPTED_USD is set, that cost.
+While $SCRIPTED_DIR/rate-limits-<role> holds a number above 0, that role's call answers as a
+rate-limited model would, and counts it down.
 """
 from __future__ import annotations
 
@@ -28,6 +30,8 @@ class ScriptedRunner:
         prompt = ctx.prompt_file.read_text() if ctx.prompt_file else ""
         with (folder / "prompts.log").open("a") as log:
             log.write(f"--- {ctx.env['GAS_ROLE']} {ctx.bead.id} attempt {ctx.attempt}\n{prompt}\n")
+        if _rate_limited(folder / f"rate-limits-{ctx.env['GAS_ROLE']}"):
+            return RunResult(Outcome.FAILED, "scripted: model API error 429: slow down")
         usage: dict[str, float] = {"input_tokens": 1000, "output_tokens": 100}
         if "SCRIPTED_USD" in ctx.env:
             usage["usd"] = float(ctx.env["SCRIPTED_USD"])
@@ -43,3 +47,10 @@ def _next_verdict(folder: Path) -> str:
     lines = script.read_text().splitlines() if script.exists() else []
     script.write_text("\n".join(lines[1:]))
     return lines[0] if lines else "VERDICT: APPROVE"
+
+
+def _rate_limited(counter: Path) -> bool:
+    left = int(counter.read_text()) if counter.exists() else 0
+    if left > 0:
+        counter.write_text(str(left - 1))
+    return left > 0

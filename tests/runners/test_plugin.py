@@ -142,3 +142,30 @@ def test_bead_over_its_budget_fails(tmp_path: Path, gas, scripted: Path,
     rec = record(repo, "one")
     assert rec["state"] == "failed"
     assert rec["reason"] == "over the per-bead budget: $1.20 > $1.00"
+
+
+def test_rate_limit_waits_and_resumes_without_using_an_attempt(
+        tmp_path: Path, gas, scripted: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GAS_RATE_LIMIT_BACKOFF", "0.01")
+    (scripted / "rate-limits-polecat").write_text("2")
+    (scripted / "rate-limits-witness").write_text("1")
+    repo = repo_with(tmp_path)
+    result = gas(repo, "build", "--only", "one")
+    assert result.code == 0, result
+    waits = [line for line in result.out.splitlines() if "WAIT one: rate limited" in line]
+    assert len(waits) == 3
+    assert "trying again in 0.01s" in waits[0] and "trying again in 0.02s" in waits[1]
+    assert "[Witness] WAIT one" in waits[2]
+    assert len(record(repo, "one")["attempts"]) == 1
+
+
+def test_rate_limit_ends_at_the_roles_timeout(tmp_path: Path, gas, scripted: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GAS_RATE_LIMIT_BACKOFF", "5")
+    (scripted / "rate-limits-polecat").write_text("100")
+    text = GASFILE.format(budget="").replace("max_attempts: 2}", "max_attempts: 1, timeout: 1}")
+    repo = make_repo(tmp_path / "repo", {"Gasfile.yaml": text})
+    result = gas(repo, "build", "--only", "one")
+    assert result.code == 1
+    assert record(repo, "one")["reason"] == \
+        "gave up after 1 attempt(s): scripted: model API error 429: slow down"
