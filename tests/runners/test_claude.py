@@ -225,3 +225,16 @@ def test_check_wants_credentials(setup: Path, agent_home: Path, gas: Any) -> Non
 ])
 def test_command_outcome(output: str, failed: bool, shown: str) -> None:
     assert command_outcome(output, failed) == shown
+
+
+def test_rate_limit_is_waited_out(setup: Path, fake_model: FakeModel, gas: Any,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GAS_RATE_LIMIT_BACKOFF", "0.01")
+    rewrite_gasfile(setup, gasfile(fake_model.url, attempts=1))
+    fake_model.scripts = {POLECAT: [[READ, FIX, {"text": "Fixed."}]], WITNESS: APPROVE}
+    fake_model.fail(429, count=1, message="rate limited, slow down")
+    result = gas(setup, "build")
+    assert result.code == 0, result
+    assert "WAIT add: rate limited (claude: model API error 429" in result.out
+    assert trailers(setup) == ["add"]
+    assert len(record(setup)["attempts"]) == 1
