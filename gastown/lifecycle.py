@@ -46,11 +46,19 @@ def run_bead(floor: Floor, bead: Bead) -> bool:
     return merged
 
 
+UNFINISHED = frozenset({State.RUNNING.value, State.REVIEW.value, State.REJECTED.value,
+                        State.MERGING.value, State.INTERRUPTED.value})
+
+
 def _lifecycle(floor: Floor, bead: Bead, actor: str) -> tuple[bool, str | None]:
     base = floor.refinery.tip()
     branch = worktrees.branch_name(bead.id)
+    before = (floor.ledger.get(bead.id) or {}).get("state")
     tree = worktrees.add(floor.root, bead.id, base, branch=branch)
     floor.console.say(actor, f"START {bead.id} \"{bead.title}\" from {base[:10]}")
+    if before in UNFINISHED:
+        floor.record(bead, State.RUNNING, f"restarted cleanly from {base[:12]}: the last build "
+                     f"stopped while it was {before}; its worktree was discarded")
     feedback: str | None = None
     reason: str | None = None
     attempts = bead.roles["polecat"].max_attempts

@@ -1,6 +1,8 @@
 """Bad input: one clear message (file, line, what, hint), exit 2, and nothing run or written."""
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -81,6 +83,9 @@ CASES: list[tuple[str, dict[str, str], list[str], str]] = [
                                          + items('{id: a1, run: "true"}')[11:]}, ["build"],
      "gas: error: Gasfile.yaml: project.into: 'a..b' is not a valid branch name\n"
      "  hint: see `git help check-ref-format`"),
+    ("wrong type", {"Gasfile.yaml": "version: 1\nproject: {parallel: many}\n"
+                                    + items('{id: a1, run: "true"}')[11:]}, ["build"],
+     "gas: error: Gasfile.yaml:2: project.parallel: expected an integer >= 1, got str"),
     ("only matches nothing", {"Gasfile.yaml": items('{id: a1, run: "true"}')},
      ["build", "--only", "a2"],
      "gas: error: Gasfile.yaml: --only 'a2' matches no tag, backlog or bead id\n"
@@ -153,3 +158,20 @@ def test_gas_entry_point_runs_as_a_subprocess(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "gastown", "graph", "--format", "nope"],
                           cwd=repo, capture_output=True, text=True)
     assert proc.returncode == 2
+
+
+def test_git_older_than_2_30_is_refused(tmp_path: Path, gas,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = make_repo(tmp_path / "repo", {"Gasfile.yaml": items('{id: a1, run: "touch a"}')})
+    old = tmp_path / "old-git"
+    old.mkdir()
+    real = shutil.which("git")
+    (old / "git").write_text(f'#!/bin/sh\n[ "$1" = --version ] && echo "git version 2.20.1" '
+                             f'&& exit 0\nexec {real} "$@"\n')
+    (old / "git").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{old}{os.pathsep}{os.environ['PATH']}")
+    result = gas(repo, "build")
+    assert (result.code, result.err.strip()) == (
+        2, "gas: error: git 2.20.1 is too old; gastown needs git >= 2.30\n"
+           "  hint: upgrade git (worktree and update-ref features are needed)")
+    _assert_nothing_written(repo)

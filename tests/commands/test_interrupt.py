@@ -116,6 +116,10 @@ def test_interrupt_stops_everything_and_next_build_resumes(tmp_path: Path,
                            capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert sorted(trailers(repo)) == ["s1", "s2", "s3"]
+    notes = [h["note"] for h in json.loads(git(repo, "show", f"gt-ledger:{_path('s1')}"))
+             ["history"]]
+    assert any(n.startswith("restarted cleanly from ") and "stopped while it was interrupted"
+               in n for n in notes), notes
 
 
 def _path(bead: str) -> str:
