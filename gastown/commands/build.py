@@ -17,6 +17,7 @@ from gastown.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, GasError
 from gastown.executor import execute
 from gastown.floor import Floor, Slots
 from gastown.ledger import Ledger
+from gastown.live import pick_console
 from gastown.lock import build_lock
 from gastown.mayor import Plan
 from gastown.refinery import Refinery, merged_trailers
@@ -42,7 +43,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
-    console = Console()
+    console = pick_console(plain=args.plain)
     loaded = load(gasfile=args.gasfile)
     _override_models(loaded, args)
     _preflight(loaded, args)
