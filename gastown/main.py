@@ -13,7 +13,7 @@ from pathlib import Path
 from gastown import __version__
 from gastown.errors import EXIT_FAILED, EXIT_INTERRUPTED, GasError
 
-COMMANDS = ("init", "build", "graph", "status", "validate", "demo")
+COMMANDS = ("init", "build", "graph", "status", "log", "show", "validate", "doctor", "demo")
 
 
 def parser() -> argparse.ArgumentParser:

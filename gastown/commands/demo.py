@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import sys
 import tempfile
@@ -12,19 +14,36 @@ from pathlib import Path
 from gastown import git
 from gastown.commands import build
 from gastown.errors import GasError
+from gastown.ledger import Ledger
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("demo", help="build a throwaway demo repo with the command runner")
     p.add_argument("--dir", metavar="DIR", help="where to create it (default: a new temp dir)")
     p.add_argument("-j", "--jobs", type=int, metavar="N", help="concurrency cap")
+    p.add_argument("--json", action="store_true",
+                   help="print the result as JSON (the build's lines go to stderr)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     target = _target(args.dir)
     make_demo_repo(target)
+    if args.json:
+        # The build's own lines go to stderr so that stdout is one JSON document.
+        with contextlib.redirect_stdout(sys.stderr):
+            code = _build(target, args)
+        states = {k: r.get("state") for k, r in sorted(Ledger(target).load().items())}
+        print(json.dumps({"dir": str(target), "exit_code": code, "states": states}, indent=2))
+        return code
     print(f"Demo repository: {target}\n")
+    code = _build(target, args)
+    print(f"\nLook around: cd {target} && gas status && git log --oneline --graph staging"
+          " && git log --oneline gt-ledger")
+    return code
+
+
+def _build(target: Path, args: argparse.Namespace) -> int:
     os.chdir(target)
     # The demo's commands say `python3`: make that the interpreter running gas.
     os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent),
@@ -32,10 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from gastown.main import parser
 
     jobs = ["-j", str(args.jobs)] if args.jobs else []
-    code = build.run(parser().parse_args(["build", *jobs]))
-    print(f"\nLook around: cd {target} && gas status && git log --oneline --graph staging"
-          " && git log --oneline gt-ledger")
-    return code
+    return build.run(parser().parse_args(["build", *jobs]))
 
 
 def _target(given: str | None) -> Path:

@@ -13,6 +13,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p = sub.add_parser("graph", help="show the bead DAG")
     add_gasfile_option(p)
     p.add_argument("--format", choices=FORMATS, default="dot")
+    p.add_argument("--json", action="store_true", help="same as --format json")
     p.add_argument("--only", action="append", default=[], metavar="SEL",
                    help="show this selection and what it needs")
     p.set_defaults(run=run)
@@ -25,5 +26,5 @@ def run(args: argparse.Namespace) -> int:
         graph = graph.subgraph(dag.select(graph, args.only, file=loaded.gasfile.path.name))
     records = Ledger(loaded.root, loaded.gasfile.project.ledger).load()
     states = {bead_id: rec.get("state", "pending") for bead_id, rec in records.items()}
-    print(render(graph, args.format, states))
+    print(render(graph, "json" if args.json else args.format, states))
     return 0

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from importlib import resources
 from pathlib import Path
 
@@ -17,6 +18,7 @@ PROMPTS = ("polecat.md.j2", "witness.md.j2")
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("init", help="write a starter Gasfile.yaml and prompts, create the ledger")
     p.add_argument("--force", action="store_true", help="overwrite an existing Gasfile")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(run=run)
 
 
@@ -28,6 +30,9 @@ def run(args: argparse.Namespace) -> int:
                        hint="edit it, or `gas init --force` to start over")
     written = [_write_gasfile(root), *_write_prompts(root)]
     Ledger(root).ensure()
+    if args.json:
+        print(json.dumps({"written": written, "ledger": "gt-ledger"}, indent=2))
+        return 0
     for path in written:
         print(f"wrote {path}")
     print("created branch gt-ledger (the ledger); next: edit Gasfile.yaml, then `gas build`")
