@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from gastown import git
+from gastown.errors import GasError
 from gastown.worktrees import common_dir
 
 SCHEMA = 1
@@ -51,8 +52,12 @@ _TREE = "40000"
 _TYPES = {_TREE: "tree", "160000": "commit"}
 
 
-class LedgerError(RuntimeError):
-    pass
+class LedgerError(GasError):
+    """The ledger branch cannot be read or written as gastown expects (exit 2)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, hint="`gas doctor` checks the ledger; `git log gt-ledger` "
+                                       "shows what wrote it")
 
 
 def record_path(bead_id: str) -> str:

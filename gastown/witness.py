@@ -55,7 +55,7 @@ def _checks(floor: Floor, bead: Bead, worktree: Path, env: dict[str, str]) -> st
                          timeout=bead.roles["witness"].timeout)
         if not proc.ok:
             last = (proc.tail.strip().splitlines() or [""])[-1][:200]
-            return f"check `{check}` failed (exit {proc.exit_code}): {last}"
+            return f"check `{check}` failed (exit {proc.exit_code})" + (f": {last}" if last else "")
         floor.console.say("Witness", f"CHECK {check} ✓")
     return None
 

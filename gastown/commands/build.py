@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import signal
+import sys
 import time
 from typing import Any
 
@@ -34,6 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                    metavar="BEAD", help="rerun even if up to date (all, or a bead id glob)")
     p.add_argument("-j", "--jobs", type=int, metavar="N", help="concurrency cap")
     p.add_argument("-n", "--dry-run", action="store_true", help="say what would run, and why")
+    p.add_argument("--json", action="store_true",
+                   help="the result as JSON on stdout; the run's lines go to stderr")
     p.add_argument("--plain", action="store_true",
                    help="one line per step even on a terminal (no live view)")
     p.add_argument("--polecat-model", metavar="M", help="the polecats' model for this build")
@@ -43,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
-    console = pick_console(plain=args.plain)
+    console = Console(sys.stderr) if args.json else pick_console(plain=args.plain)
     loaded = load(gasfile=args.gasfile)
     _override_models(loaded, args)
     _preflight(loaded, args)
@@ -51,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     only = [s for sel in args.only for s in sel.split(",") if s]
     runset = plan_run(loaded.plan, ledger.load(), only=only, force=args.force)  # checks --only
     if args.dry_run:
-        return _dry_run(loaded, runset, ledger.load())
+        return _dry_run(loaded, runset, ledger.load(), as_json=args.json)
     with build_lock(worktrees.state_dir(loaded.root) / "build.lock"):
         return _build(loaded, ledger, console, only, args, started)
 
@@ -95,10 +99,28 @@ def _build(loaded: Loaded, ledger: Ledger, console: Console, only: list[str],
         why = "interrupted" if floor.draining.is_set() else \
             f"budget spent ({costs.usd(floor.costs.total())})"
         console.say("Mayor", f"{len(floor.stats.held)} Beads not dispatched: {why}")
-    if interrupted:
-        return EXIT_INTERRUPTED
     merged_all = len(floor.stats.merged) == len(runset.order)
-    return EXIT_OK if merged_all and not errors else EXIT_FAILED
+    code = EXIT_INTERRUPTED if interrupted else \
+        EXIT_OK if merged_all and not errors else EXIT_FAILED
+    if args.json:
+        print(json.dumps(_result(floor, runset, code, wall), indent=2))
+    return code
+
+
+def _result(floor: Floor, runset: RunSet, code: int, wall: float) -> dict[str, Any]:
+    stats = floor.stats
+    return {
+        "exit_code": code, "selected": len(runset.selected), "up_to_date": len(runset.skipped),
+        "dispatched": sorted(stats.dispatched), "merged": sorted(stats.merged),
+        "failed": dict(sorted(stats.failed.items())),
+        "blocked": dict(sorted(stats.blocked.items())),
+        "interrupted": sorted(stats.interrupted), "not_dispatched": sorted(stats.held),
+        "rejected": sorted(stats.rejected), "retries": stats.retries,
+        "wall_seconds": round(wall, 3),
+        "cost_usd": {"total": round(floor.costs.total(), 6),
+                     **{f"{role} ({model})": round(v, 6)
+                        for (role, model), v in sorted(floor.costs.spent.items())}},
+    }
 
 
 def _execute(floor: Floor, runset: RunSet, args: argparse.Namespace) -> tuple[list[str], bool]:
@@ -227,12 +249,19 @@ def _mark_blocked(floor: Floor, runset: RunSet) -> None:
         floor.ledger.put_many(records, f"{len(records)} bead(s) blocked")
 
 
-def _dry_run(loaded: Loaded, runset: RunSet, records: dict[str, dict[str, Any]]) -> int:
+def _dry_run(loaded: Loaded, runset: RunSet, records: dict[str, dict[str, Any]], *,
+             as_json: bool) -> int:
+    estimate = costs.estimate([loaded.plan.beads[b] for b in runset.order], records)
+    if as_json:
+        print(json.dumps({"would_run": [{"id": b, "why": runset.reasons[b]}
+                                        for b in runset.order],
+                          "up_to_date": sorted(runset.skipped), "estimate": estimate},
+                         indent=2))
+        return EXIT_OK
     for bead_id in runset.order:
         print(f"would run {bead_id:<30} {runset.reasons[bead_id]}")
     print(f"{len(runset.order)} to run, {len(runset.skipped)} up to date "
           f"(of {len(runset.selected)} selected)")
-    estimate = costs.estimate([loaded.plan.beads[b] for b in runset.order], records)
     if estimate:
         print(estimate)
     return EXIT_OK

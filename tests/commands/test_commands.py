@@ -71,3 +71,15 @@ def test_status_and_validate(tmp_path: Path, gas) -> None:
         ("a1", "merged", True), ("a2", "merged", True)]
     assert all(len(r["merge_commit"]) == 40 for r in rows)
 
+
+
+def test_build_json(tmp_path: Path, gas) -> None:
+    repo = make_repo(tmp_path / "repo", {"Gasfile.yaml": TWO_BEADS})
+    dry = json.loads(gas(repo, "build", "--dry-run", "--json").out)
+    assert dry["would_run"] == [{"id": "a1", "why": "never built"},
+                                {"id": "a2", "why": "never built"}]
+    result = gas(repo, "build", "--json")
+    assert result.code == 0
+    assert "[Refinery] MERGE gas/a1 -> staging" in result.err
+    report = json.loads(result.out)
+    assert (report["exit_code"], report["merged"], report["failed"]) == (0, ["a1", "a2"], {})
