@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,10 +23,11 @@ from typing import Any
 
 from gastown import git, spawn
 from gastown.bead import RoleSpec
+from gastown.runners import cli
 from gastown.runners.base import AttemptContext, Event, Outcome, RunResult
 
-MIN_VERSION = (0, 80)
-INSTALL = "install it: pipx install aider-chat (or python -m pip install aider-chat)"
+CLI = cli.Cli("aider", (0, 80), "pipx install aider-chat (or python -m pip install aider-chat)",
+              "pipx upgrade aider-chat")  # tested with 0.86.2
 # Stop aider after this many API retries (default: aider's own ~1 minute of backoff).
 MAX_RETRIES_VAR = "GAS_AIDER_MAX_RETRIES"
 PROVIDER_KEYS = {
@@ -69,17 +68,8 @@ class AiderRunner:
     keeps_work = True
 
     def check(self, role: RoleSpec) -> str | None:
-        env = {**os.environ, **dict(role.env)}
-        path = shutil.which("aider", path=env.get("PATH"))
-        if path is None:
-            return f"aider not found on PATH; {INSTALL}"
-        version = _version(path)
-        if version is None:
-            return f"`{path} --version` printed no version; reinstall aider: {INSTALL}"
-        if version < MIN_VERSION:
-            shown = ".".join(map(str, version))
-            return f"aider {shown} is older than 0.80; upgrade: pipx upgrade aider-chat"
-        return _missing_key(role.model, env)
+        env = cli.role_env(role)
+        return CLI.locate(env)[1] or _missing_key(role.model, env)
 
     def run(self, ctx: AttemptContext) -> RunResult:
         aider = shutil.which("aider", path=ctx.env.get("PATH"))
@@ -101,17 +91,6 @@ class AiderRunner:
 
 
 # --- check ------------------------------------------------------------------------------
-
-@cache
-def _version(path: str) -> tuple[int, ...] | None:
-    try:
-        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=60,
-                             stdin=subprocess.DEVNULL).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    found = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", out)
-    return tuple(int(part) for part in found.groups() if part) if found else None
-
 
 def _missing_key(model: str | None, env: Mapping[str, str]) -> str | None:
     """Decided from the model's provider prefix (`openai/...`) or its well-known name."""

@@ -9,12 +9,9 @@ result's `permission_denials`, which fails the attempt.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
-import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -23,11 +20,12 @@ from typing import Any
 
 from gastown import spawn
 from gastown.bead import RoleSpec
+from gastown.runners import cli
 from gastown.runners.base import AttemptContext, Event, Outcome, RunResult
 
-MIN_VERSION = (2, 1, 0)  # tested with 2.1.197
 NPM_INSTALL = "npm install -g @anthropic-ai/claude-code"
 INSTALL_HINT = f"install it: {NPM_INSTALL}"
+CLI = cli.Cli("claude", (2, 1, 0), NPM_INSTALL, NPM_INSTALL)  # tested with 2.1.197
 LOGIN_HINT = ("set ANTHROPIC_API_KEY (in the environment or the role's env) "
               "or run `claude auth login`")
 PERMISSIONS = ("--permission-mode", "acceptEdits", "--allowedTools", "Bash,Read")
@@ -54,16 +52,10 @@ class ClaudeRunner:
     keeps_work = True
 
     def check(self, role: RoleSpec) -> str | None:
-        env = {**os.environ, **dict(role.env)}
-        exe = shutil.which("claude", path=env.get("PATH"))
-        if exe is None:
-            return f"claude not found on PATH; {INSTALL_HINT}"
-        version = cli_version(exe)
-        if version is None:
-            return f"cannot read the version of {exe} (`claude --version`); {INSTALL_HINT}"
-        if version < MIN_VERSION:
-            shown = ".".join(map(str, version))
-            return f"claude {shown} is older than 2.1.0; update it: {NPM_INSTALL}"
+        env = cli.role_env(role)
+        _, problem = CLI.locate(env)
+        if problem:
+            return problem
         if not _has_credentials(env):
             return f"claude has no credentials: {LOGIN_HINT}"
         return None
@@ -95,17 +87,6 @@ def command(exe: str, ctx: AttemptContext) -> list[str]:
     if ctx.role.max_turns:
         argv += ["--max-turns", str(ctx.role.max_turns)]
     return [*argv, *PERMISSIONS, *ctx.role.args, "--", ctx.prompt_file.read_text()]
-
-
-@functools.cache
-def cli_version(exe: str) -> tuple[int, ...] | None:
-    try:
-        out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30,
-                             stdin=subprocess.DEVNULL).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    found = re.search(r"(\d+)\.(\d+)\.(\d+)", out)
-    return tuple(int(part) for part in found.groups()) if found else None
 
 
 def _has_credentials(env: dict[str, str]) -> bool:

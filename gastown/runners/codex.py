@@ -12,22 +12,20 @@ carries tokens only and gastown prices them.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import shutil
-import subprocess
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 from gastown import spawn
 from gastown.bead import RoleSpec
+from gastown.runners import cli
 from gastown.runners.base import AttemptContext, Event, Outcome, RunResult
 
-MIN_VERSION = (0, 100, 0)
 INSTALL = "npm install -g @openai/codex"
+CLI = cli.Cli("codex", (0, 100, 0), INSTALL, f"{INSTALL}@latest")  # tested with 0.169.0
 KEY_VARS = ("CODEX_API_KEY", "OPENAI_API_KEY")
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 PROVIDER = "gastown"
@@ -59,11 +57,8 @@ class CodexRunner:
     keeps_work = True
 
     def check(self, role: RoleSpec) -> str | None:
-        env = {**os.environ, **dict(role.env)}
-        path = shutil.which("codex", path=env.get("PATH"))
-        if path is None:
-            return f"codex not found on PATH; install it: {INSTALL}"
-        return _version_problem(path) or _tunable_problem(env) or _credentials_problem(env)
+        env = cli.role_env(role)
+        return CLI.locate(env)[1] or _tunable_problem(env) or _credentials_problem(env)
 
     def run(self, ctx: AttemptContext) -> RunResult:
         path = shutil.which("codex", path=ctx.env.get("PATH"))
@@ -80,27 +75,6 @@ class CodexRunner:
 
 
 # --- check ---------------------------------------------------------------------------------
-
-@cache
-def _version(path: str) -> tuple[int, ...] | None:
-    try:
-        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30,
-                             stdin=subprocess.DEVNULL).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    found = re.search(r"(\d+)\.(\d+)\.(\d+)", out)
-    return tuple(int(part) for part in found.groups()) if found else None
-
-
-def _version_problem(path: str) -> str | None:
-    version = _version(path)
-    if version is None:
-        return f"codex at {path}: `codex --version` gave no version; reinstall it: {INSTALL}"
-    if version < MIN_VERSION:
-        found, needed = (".".join(map(str, v)) for v in (version, MIN_VERSION))
-        return f"codex {found} is older than {needed}; upgrade it: {INSTALL}@latest"
-    return None
-
 
 def _tunable_problem(env: dict[str, str]) -> str | None:
     bad = next((var for var in TUNABLES if not env.get(var, "0").isdigit()), None)
