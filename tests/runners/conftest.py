@@ -6,13 +6,17 @@ Missing CLIs skip their tests on a developer machine and fail them under CI=true
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from gastown.ledger import record_path
+from tests.conftest import git
 from tests.fake_model import FakeModel
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,6 +56,16 @@ def agent_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
                 "OPENAI_API_KEY", "OPENAI_BASE_URL", "CLAUDECODE", "CODEX_HOME"):
         monkeypatch.delenv(key, raising=False)
     return home
+
+
+def rewrite_gasfile(repo: Path, text: str) -> None:
+    (repo / "Gasfile.yaml").write_text(text)
+    git(repo, "commit", "-qam", "Gasfile")
+
+
+def record(repo: Path, bead: str = "add") -> dict[str, Any]:
+    """The bead's ledger record, read straight from the ledger branch."""
+    return json.loads(git(repo, "show", f"gt-ledger:{record_path(bead)}"))
 
 
 def with_cli_on_path(monkeypatch: pytest.MonkeyPatch, name: str) -> Path:

@@ -7,10 +7,9 @@ from typing import Any
 
 import pytest
 
-from gastown.ledger import record_path
 from tests.conftest import git, make_repo, trailers
 from tests.fake_model import FakeModel
-from tests.runners.conftest import with_cli_on_path
+from tests.runners.conftest import record, rewrite_gasfile, with_cli_on_path
 
 POLECAT, WITNESS = "openai/fake-polecat", "openai/fake-witness"
 FILES = {
@@ -62,15 +61,6 @@ def setup(tmp_path: Path, fake_model: FakeModel, agent_home: Path,
           monkeypatch: pytest.MonkeyPatch) -> Path:
     with_cli_on_path(monkeypatch, "aider")
     return make_repo(tmp_path / "repo", {**FILES, "Gasfile.yaml": gasfile(fake_model.url)})
-
-
-def rewrite_gasfile(repo: Path, text: str) -> None:
-    (repo / "Gasfile.yaml").write_text(text)
-    git(repo, "commit", "-qam", "Gasfile")
-
-
-def record(repo: Path) -> dict[str, Any]:
-    return json.loads(git(repo, "show", f"gt-ledger:{record_path('add')}"))
 
 
 def served(model: str) -> str:

@@ -7,11 +7,10 @@ from typing import Any
 
 import pytest
 
-from gastown.ledger import record_path
 from gastown.runners.claude import command_outcome
 from tests.conftest import git, make_repo, trailers
 from tests.fake_model import FakeModel
-from tests.runners.conftest import with_cli_on_path
+from tests.runners.conftest import record, rewrite_gasfile, with_cli_on_path
 
 POLECAT = "claude-sonnet-4-5"
 WITNESS = "claude-haiku-4-5"
@@ -65,15 +64,6 @@ def setup(tmp_path: Path, fake_model: FakeModel, agent_home: Path,
           monkeypatch: pytest.MonkeyPatch) -> Path:
     with_cli_on_path(monkeypatch, "claude")
     return make_repo(tmp_path / "repo", {**FILES, "Gasfile.yaml": gasfile(fake_model.url)})
-
-
-def rewrite_gasfile(repo: Path, text: str) -> None:
-    (repo / "Gasfile.yaml").write_text(text)
-    git(repo, "commit", "-qam", "Gasfile")
-
-
-def record(repo: Path) -> dict[str, Any]:
-    return json.loads(git(repo, "show", f"gt-ledger:{record_path('add')}"))
 
 
 def test_edit_is_merged(setup: Path, fake_model: FakeModel, gas: Any) -> None:

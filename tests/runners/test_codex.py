@@ -9,10 +9,9 @@ from typing import Any
 
 import pytest
 
-from gastown.ledger import record_path
 from tests.conftest import git, make_repo, trailers
 from tests.fake_model import FakeModel
-from tests.runners.conftest import with_cli_on_path
+from tests.runners.conftest import record, with_cli_on_path
 
 POLECAT = "gpt-5.5"  # slugs codex 0.169 knows: no "model metadata not found" warning
 WITNESS = "gpt-5.6-terra"
@@ -63,10 +62,6 @@ def setup(tmp_path: Path, fake_model: FakeModel, agent_home: Path,
           monkeypatch: pytest.MonkeyPatch) -> Path:
     with_cli_on_path(monkeypatch, "codex")
     return make_repo(tmp_path / "repo", {**FILES, "Gasfile.yaml": gasfile(fake_model.url)})
-
-
-def record(repo: Path) -> dict[str, Any]:
-    return json.loads(git(repo, "show", f"gt-ledger:{record_path('add')}"))
 
 
 def test_edit_is_merged(setup: Path, fake_model: FakeModel, gas: Any) -> None:

@@ -2,7 +2,6 @@
 the review loop, cost accounting and budgets, with a scripted runner and no model."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pytest
 
 from gastown import runners
 from tests.conftest import git, make_repo, trailers
+from tests.runners.conftest import record
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1] / "plugin"
 
@@ -52,12 +52,6 @@ backlogs:
 
 def repo_with(tmp_path: Path, budget: str = "") -> Path:
     return make_repo(tmp_path / "repo", {"Gasfile.yaml": GASFILE.format(budget=budget)})
-
-
-def record(repo: Path, bead: str) -> dict:
-    from gastown.ledger import record_path
-
-    return json.loads(git(repo, "show", f"gt-ledger:{record_path(bead)}"))
 
 
 def test_plugin_runner_is_found_and_used(tmp_path: Path, gas, scripted: Path) -> None:
