@@ -71,6 +71,9 @@ def execute(beads: Sequence[Bead], action: Callable[[Bead], bool], *, cap: int,
     if not beads:
         return []
     dep_file.parent.mkdir(parents=True, exist_ok=True)
+    # gastown decides what runs from the ledger, never from doit's cache; doit rewrites this
+    # file in place, so a build killed mid-write leaves JSON that doit refuses to load.
+    dep_file.unlink(missing_ok=True)
     _Reporter.errors = []
     loader = BeadLoader(beads, action, cap=cap, dep_file=dep_file)
     DoitMain(loader, config_filenames=()).run(["run"])

@@ -58,7 +58,8 @@ def _lifecycle(floor: Floor, bead: Bead, actor: str) -> tuple[bool, str | None]:
     floor.console.say(actor, f"START {bead.id} \"{bead.title}\" from {base[:10]}")
     if before in UNFINISHED:
         floor.record(bead, State.RUNNING, f"restarted cleanly from {base[:12]}: the last build "
-                     f"stopped while it was {before}; its worktree was discarded")
+                     f"stopped while it was {before}; its worktree was discarded",
+                     attempts=_close_killed(floor, bead))
     feedback: str | None = None
     reason: str | None = None
     attempts = bead.roles["polecat"].max_attempts
@@ -204,6 +205,15 @@ def _refine(floor: Floor, bead: Bead, tree: Path) -> bool:
 def _prepare_retry(floor: Floor, bead: Bead, tree: Path, base: str) -> None:
     if not runners.get(bead.roles["polecat"].runner or "command").keeps_work:
         worktrees.reset(tree, base)
+
+
+def _close_killed(floor: Floor, bead: Bead) -> list[dict[str, Any]]:
+    """The attempt a stopped build left open is marked as such."""
+    attempts = [dict(a) for a in (floor.ledger.get(bead.id) or {}).get("attempts", [])]
+    if attempts and not attempts[-1].get("ended"):
+        attempts[-1].update(ended=None, outcome="killed",
+                            reason="the build stopped before this attempt ended")
+    return attempts
 
 
 def _attempts(floor: Floor, bead: Bead, entry: dict[str, Any]) -> list[dict[str, Any]]:

@@ -14,7 +14,9 @@ from gastown.errors import LockHeld
 
 
 @contextmanager
-def build_lock(path: Path) -> Iterator[None]:
+def build_lock(path: Path, build: str = "") -> Iterator[dict[str, object]]:
+    """Hold the repository's build lock; yields what the previous holder wrote (its pid and
+    build id), so a build can clean up after one that was killed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -22,23 +24,29 @@ def build_lock(path: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise _held(path) from None
+        previous = _read(path)
         os.ftruncate(fd, 0)
-        os.write(fd, json.dumps(_holder()).encode())
-        yield
+        os.write(fd, json.dumps(_holder(build)).encode())
+        yield previous
     finally:
         os.close(fd)
 
 
-def _holder() -> dict[str, object]:
-    return {"pid": os.getpid(), "host": socket.gethostname(),
+def _holder(build: str) -> dict[str, object]:
+    return {"pid": os.getpid(), "host": socket.gethostname(), "build": build,
             "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
-def _held(path: Path) -> LockHeld:
+def _read(path: Path) -> dict[str, object]:
     try:
         info = json.loads(path.read_text() or "{}")
     except (OSError, ValueError):
-        info = {}
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def _held(path: Path) -> LockHeld:
+    info = _read(path)
     who = f"pid {info.get('pid', '?')} on {info.get('host', '?')} since {info.get('since', '?')}"
     return LockHeld(f"another `gas build` holds the lock ({who})", file=str(path),
                     hint="wait for it to finish, or stop it; a dead holder's lock is taken over")

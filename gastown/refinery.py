@@ -101,8 +101,11 @@ class Refinery:
         new = git.out("rev-parse", "HEAD", cwd=path)
         moved = git.run("update-ref", "-m", "gas: refinery merge", f"refs/heads/{self.into}",
                         new, old, cwd=self.root, check=False)
-        if moved.returncode != 0:
+        if moved.returncode != 0 and self.tip() != old:
             return MergeResult(False, reason=f"{self.into} moved during the merge; not merged")
+        if moved.returncode != 0:
+            why = (moved.stderr.strip().splitlines() or ["update-ref failed"])[0]
+            return MergeResult(False, reason=f"could not move {self.into}: {why}")
         if not git.ok("merge-base", "--is-ancestor", new, f"refs/heads/{self.into}", cwd=self.root):
             return MergeResult(False, reason=f"merge commit {new[:12]} is not on {self.into}")
         return MergeResult(True, commit=new, ci_seconds=ci_seconds)
@@ -123,16 +126,18 @@ def _ci_reason(command: str, proc: spawn.ProcResult) -> str:
     return f"CI failed: `{command}` exit {proc.exit_code}: {last[0][:200]}"
 
 
-def merged_trailers(root: Path, into: str) -> dict[str, str]:
-    """bead id -> fingerprint for every Gas-Bead trailer on the integration branch."""
+def merged_trailers(root: Path, into: str) -> dict[str, tuple[str, str]]:
+    """bead id -> (fingerprint, commit) for every Gas-Bead trailer on the integration branch
+    (the newest commit of a bead merged more than once)."""
     if git.rev(f"refs/heads/{into}", cwd=root) is None:
         return {}
-    fmt = (f"%(trailers:key={TRAILER},valueonly,separator=%x1f)%x00"
+    fmt = (f"%H%x00%(trailers:key={TRAILER},valueonly,separator=%x1f)%x00"
            f"%(trailers:key={FINGERPRINT_TRAILER},valueonly,separator=%x1f)%x1e")
     out = git.out("log", "--first-parent", f"--format={fmt}", f"refs/heads/{into}", cwd=root)
-    found: dict[str, str] = {}
+    found: dict[str, tuple[str, str]] = {}
     for entry in out.split("\x1e"):
-        ids, _, prints = entry.strip().partition("\x00")
+        commit, _, rest = entry.strip().partition("\x00")
+        ids, _, prints = rest.partition("\x00")
         if ids.strip():
-            found.setdefault(ids.strip(), prints.strip())
+            found.setdefault(ids.strip(), (prints.strip(), commit))
     return found

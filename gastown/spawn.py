@@ -20,6 +20,8 @@ TAIL_LINES = 40
 # tools that escape into sessions of their own (Claude Code's Bash tool uses setsid) are still
 # found, and killed, when the process that started them ends.
 MARKER = "GAS_SPAWN_ID"
+BUILD_MARKER = "GAS_BUILD_ID"  # the same for every process of one build: see sweep_build()
+_build: dict[str, str] = {}
 STOP = "stop"  # an `on_line` callback returns this to have the command stopped
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH", re.IGNORECASE)
 REDACTED = "[redacted]"
@@ -61,7 +63,7 @@ def run(
         log.write(f"$ {redact(_shown(cmd))}\n".encode())
         log.flush()
         marker = uuid.uuid4().hex
-        proc = _start(cmd, cwd, {**env, MARKER: marker}, log)
+        proc = _start(cmd, cwd, {**env, **_build, MARKER: marker}, log)
         reader = _Reader(proc, log, on_line, redact)
         reader.start()
         try:
@@ -178,16 +180,30 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
         os.killpg(proc.pid, sig)
 
 
-def sweep(marker: str) -> None:
-    """SIGKILL every process still carrying `marker` in its environment (Linux /proc)."""
-    needle = f"{MARKER}={marker}".encode()
+def sweep(marker: str, variable: str = MARKER) -> int:
+    """SIGKILL every process still carrying `variable=marker` in its environment (Linux /proc);
+    returns how many there were."""
+    needle = f"{variable}={marker}".encode()
+    killed = 0
     for _ in range(3):  # a dying shell may fork once more
         pids = [pid for pid in _pids() if needle in _environ(pid).split(b"\0")]
         for pid in pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
+        killed += len(pids)
         if not pids:
-            return
+            break
+    return killed
+
+
+def tag_build(build: str) -> None:
+    """Mark every process started from now on as this build's."""
+    _build[BUILD_MARKER] = build
+
+
+def sweep_build(build: str) -> int:
+    """Kill what a killed build left running (its agents' processes outlive it otherwise)."""
+    return sweep(build, BUILD_MARKER) if build else 0
 
 
 def _pids() -> list[int]:

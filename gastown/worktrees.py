@@ -71,6 +71,34 @@ def remove(root: Path, path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def leftovers(root: Path) -> list[str]:
+    """Names of the worktree directories under .gastown/worktrees/."""
+    parent = state_dir(root) / "worktrees"
+    return sorted(p.name for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
+
+
+def bead_branches(root: Path) -> list[str]:
+    """Bead ids that have a gas/<id> branch."""
+    out = git.out("for-each-ref", "--format=%(refname)", "refs/heads/gas/", cwd=root)
+    return [ref.removeprefix("refs/heads/gas/") for ref in out.split()]
+
+
+def clear_ref_locks(root: Path, branches: list[str]) -> list[str]:
+    """Remove the `<ref>.lock` files a killed git left on branches only gastown moves
+    (`branches` and every gas/ bead branch): git refuses to move a ref while its lock is there.
+    Only for a caller that holds the build lock, so that no gastown git can be holding one."""
+    common = common_dir(root)
+    heads = common / "refs" / "heads"
+    locks = [heads / f"{branch}.lock" for branch in branches]
+    locks += sorted((heads / "gas").rglob("*.lock")) if (heads / "gas").is_dir() else []
+    removed = []
+    for lock in locks:
+        if lock.is_file():
+            lock.unlink(missing_ok=True)
+            removed.append(str(lock.relative_to(common)))
+    return removed
+
+
 def prune(root: Path) -> None:
     """Forget worktrees whose directories are gone (a crashed build, a user's rm -rf)."""
     with _admin_lock:

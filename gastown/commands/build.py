@@ -7,6 +7,7 @@ import json
 import signal
 import sys
 import time
+import uuid
 from typing import Any
 
 from gastown import costs, git, lifecycle, runners, spawn, worktrees
@@ -22,6 +23,7 @@ from gastown.ledger import Ledger
 from gastown.live import pick_console
 from gastown.lock import build_lock
 from gastown.mayor import Plan
+from gastown.refinery import WORKTREE as REFINERY_WORKTREE
 from gastown.refinery import Refinery, merged_trailers
 from gastown.repo import check_branches
 from gastown.uptodate import RunSet, plan_run, ready_now
@@ -56,7 +58,12 @@ def run(args: argparse.Namespace) -> int:
     runset = plan_run(loaded.plan, ledger.load(), only=only, force=args.force)  # checks --only
     if args.dry_run:
         return _dry_run(loaded, runset, ledger.load(), as_json=args.json)
-    with build_lock(worktrees.state_dir(loaded.root) / "build.lock"):
+    build = uuid.uuid4().hex
+    with build_lock(worktrees.state_dir(loaded.root) / "build.lock", build) as previous:
+        # We hold the lock, so the previous build is gone; what it started may not be.
+        if stopped := spawn.sweep_build(str(previous.get("build") or "")):
+            console.say("Mayor", f"Stopped {stopped} process(es) a killed build left running")
+        spawn.tag_build(build)
         return _build(loaded, ledger, console, only, args, started)
 
 
@@ -168,6 +175,8 @@ def _open_floor(loaded: Loaded, ledger: Ledger, console: Console,
                 args: argparse.Namespace) -> Floor:
     root, project = loaded.root, loaded.gasfile.project
     worktrees.ensure_excluded(root)
+    if stale := worktrees.clear_ref_locks(root, [project.into, project.ledger]):
+        console.say("Mayor", f"Removed git lock(s) a killed build left: {', '.join(stale)}")
     worktrees.prune(root)
     ledger.ensure()
     if git.rev(f"refs/heads/{project.into}", cwd=root) is None:
@@ -194,11 +203,11 @@ def _override_models(loaded: Loaded, args: argparse.Namespace) -> None:
 
 
 def _reconcile(floor: Floor) -> None:
-    """A merge that landed but whose ledger record did not is recorded, not redone."""
+    """A merge that landed but whose ledger record did not is recorded, not redone; then what
+    a killed build left of merged beads (worktrees, branches) is removed."""
     into = floor.plan.gasfile.project.into
-    found = merged_trailers(floor.root, into)
     fixes = []
-    for bead_id, fingerprint in found.items():
+    for bead_id, (fingerprint, commit) in merged_trailers(floor.root, into).items():
         record = floor.ledger.get(bead_id)
         bead = floor.plan.beads.get(bead_id)
         if bead is None or fingerprint != bead.fingerprint:
@@ -207,11 +216,28 @@ def _reconcile(floor: Floor) -> None:
                 record.get("fingerprint") != fingerprint:
             fixes.append(ledger_mod.transition(
                 record, bead_id=bead_id, state=State.MERGED.value, into=into,
-                note="recovered from its Gas-Bead trailer", fingerprint=fingerprint,
+                note=f"recovered from its Gas-Bead trailer at {commit[:12]}",
+                merge_commit=commit, reason=None, fingerprint=fingerprint,
                 backlog=bead.backlog, title=bead.title))
     if fixes:
         floor.ledger.put_many(fixes, f"recovered {len(fixes)} merge(s) from {into}")
         floor.console.say("Mayor", f"Recovered {len(fixes)} merged bead(s) from {into}")
+    _sweep(floor)
+
+
+def _sweep(floor: Floor) -> None:
+    """Worktrees and gas/ branches of merged beads, and the refinery's worktree: a killed
+    build leaves them; nothing else would remove them (we hold the build lock)."""
+    records = floor.ledger.load()
+    merged = {b for b, r in records.items() if r.get("state") == State.MERGED.value}
+    for name in worktrees.leftovers(floor.root):
+        if name == REFINERY_WORKTREE or name in merged:
+            worktrees.remove(floor.root, worktrees.worktree_dir(floor.root, name))
+    worktrees.prune(floor.root)
+    for bead_id in worktrees.bead_branches(floor.root):
+        if bead_id in merged:
+            git.run("branch", "-D", worktrees.branch_name(bead_id), cwd=floor.root,
+                    check=False)
 
 
 def _announce(floor: Floor, runset: RunSet) -> None:
@@ -239,7 +265,8 @@ def _mark_blocked(floor: Floor, runset: RunSet) -> None:
             continue
         bead = plan.beads[bead_id]
         missing = [n for n in bead.needs if n in runset.reasons and n not in stats.merged]
-        reason = "needs " + ", ".join(missing[:5]) + " (not merged)"
+        reason = ("needs " + ", ".join(missing[:5]) + " (not merged)") if missing else \
+            "never started: the executor stopped first (see the errors above)"
         stats.blocked[bead_id] = reason
         floor.console.say("Mayor", f"BLOCKED {bead_id}: {reason}")
         records.append(ledger_mod.transition(
