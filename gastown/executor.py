@@ -12,6 +12,8 @@ from doit.task import Task
 
 from gastown.bead import Bead
 
+MAX_THREADS = 256
+
 
 class _Reporter(ZeroReporter):
     """doit prints nothing: gastown's own console tells the story. Keeps errors for the caller."""
@@ -44,7 +46,9 @@ class BeadLoader(TaskLoader2):
         return {
             "reporter": _Reporter,
             "par_type": "thread",
-            "num_process": max(1, min(self.cap, len(self.beads))),
+            # More threads than the cap: every ready bead reaches gastown's priority gate
+            # (floor.Slots), which lets `cap` of them work, longest remaining path first.
+            "num_process": max(1, min(len(self.beads), max(self.cap, MAX_THREADS))),
             "continue": True,
             "dep_file": str(self.dep_file),
             "backend": "json",

@@ -1,10 +1,12 @@
 """The factory floor: what every bead of one build shares (ledger, refinery, output, slots)."""
 from __future__ import annotations
 
+import heapq
+import itertools
 import os
-import queue
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,18 +29,33 @@ def _backoff() -> float:
 
 
 class Slots:
-    """Polecat numbers 1..cap, so log lines read `[Polecat-03]` as in the article."""
+    """The concurrency cap as polecat numbers 1..cap (log lines read `[Polecat-03]`). A free
+    slot goes to the waiting bead with the longest remaining path, not the first in line:
+    doit hands ready beads over in FIFO order, and this gate reorders them."""
 
-    def __init__(self, cap: int) -> None:
-        self.free: queue.PriorityQueue[int] = queue.PriorityQueue()
-        for n in range(1, cap + 1):
-            self.free.put(n)
+    def __init__(self, cap: int, priority: Mapping[str, float] | None = None) -> None:
+        self.cap = cap
+        self.priority = priority or {}
+        self.free = list(range(1, cap + 1))
+        self.waiting: list[tuple[float, int, str]] = []
+        self.order = itertools.count()
+        self.cond = threading.Condition()
 
-    def take(self) -> int:
-        return self.free.get()
+    def take(self, bead_id: str) -> int:
+        with self.cond:
+            entry = (-self.priority.get(bead_id, 0.0), next(self.order), bead_id)
+            heapq.heappush(self.waiting, entry)
+            self.cond.notify_all()  # lets observers see the queue change
+            self.cond.wait_for(lambda: bool(self.free) and self.waiting[0] == entry)
+            heapq.heappop(self.waiting)
+            slot = heapq.heappop(self.free)
+            self.cond.notify_all()
+            return slot
 
-    def give(self, n: int) -> None:
-        self.free.put(n)
+    def give(self, slot: int) -> None:
+        with self.cond:
+            heapq.heappush(self.free, slot)
+            self.cond.notify_all()
 
 
 @dataclass

@@ -30,19 +30,25 @@ def run_bead(floor: Floor, bead: Bead) -> bool:
         floor.stats.hold(bead.id)
         floor.console.say("Mayor", f"BUDGET spent: {bead.id} not dispatched")
         return False
-    slot = floor.slots.take()
+    slot: int | None = floor.slots.take(bead.id)
     actor = f"Polecat-{slot:02d}"
     floor.stats.start(bead.id)
     merged, reason = False, None
     try:
-        merged, reason = _lifecycle(floor, bead, actor)
+        approved, reason = _lifecycle(floor, bead, actor)
+        if approved:
+            # The slot is for agent work: the next polecat starts while this bead merges.
+            floor.slots.give(slot)  # type: ignore[arg-type]
+            slot = None
+            merged = _refine(floor, bead, worktrees.worktree_dir(floor.root, bead.id))
     except Exception as exc:  # a bug or a broken repo must fail this bead, not the whole run
         reason = f"gastown error: {type(exc).__name__}: {exc}"
         _crash_note(floor, bead, traceback.format_exc())
         _safe_fail(floor, bead, reason)
     finally:
         floor.stats.finish(bead.id, merged, reason)
-        floor.slots.give(slot)
+        if slot is not None:
+            floor.slots.give(slot)
     return merged
 
 
@@ -51,6 +57,7 @@ UNFINISHED = frozenset({State.RUNNING.value, State.REVIEW.value, State.REJECTED.
 
 
 def _lifecycle(floor: Floor, bead: Bead, actor: str) -> tuple[bool, str | None]:
+    """The polecat and witness steps, with retries: (True, None) once approved."""
     base = floor.refinery.tip()
     branch = worktrees.branch_name(bead.id)
     before = (floor.ledger.get(bead.id) or {}).get("state")
@@ -141,7 +148,7 @@ def _review(floor: Floor, bead: Bead, tree: Path, base: str, attempt: int, actor
     floor.console.say("Witness", f"APPROVE -> {bead.id} moves to refinery ({verdict.stat()})")
     _end_attempt(floor, bead, State.MERGING, "approved", None, f"attempt {attempt} approved",
                  tally)
-    return _refine(floor, bead, tree), None, None
+    return True, None, None
 
 
 def _spend(floor: Floor, tally: _Tally, role: str, usage: dict[str, Any] | None) -> None:

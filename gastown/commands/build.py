@@ -19,6 +19,7 @@ from gastown.costs import CostBook
 from gastown.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, GasError
 from gastown.executor import execute
 from gastown.floor import Floor, Slots
+from gastown.graph.priority import priorities
 from gastown.ledger import Ledger
 from gastown.live import pick_console
 from gastown.lock import build_lock
@@ -86,6 +87,7 @@ def _build(loaded: Loaded, ledger: Ledger, console: Console, only: list[str],
     floor = _open_floor(loaded, ledger, console, args)
     _reconcile(floor)
     runset = plan_run(loaded.plan, ledger.load(), only=only, force=args.force)
+    floor.slots.priority = priorities(loaded.plan.graph, runset.order, ledger.load())
     _announce(floor, runset)
     console.start_run(len(runset.order), floor.stats)
     try:
@@ -188,7 +190,7 @@ def _open_floor(loaded: Loaded, ledger: Ledger, console: Console,
     refinery = Refinery(root, project.into, strategy=refinery_role.strategy,
                         ci=refinery_role.ci, env=env,
                         logs=worktrees.state_dir(root) / "logs" / "refinery",
-                        say=console.say)
+                        say=console.say, batch=loaded.gasfile.roles["refinery"]["batch"])
     return Floor(root, loaded.plan, ledger, refinery, console, env, Slots(_cap(loaded.plan, args)),
                  costs=CostBook(budget_usd=loaded.gasfile.budget.get("usd")))
 
@@ -253,7 +255,7 @@ def _announce(floor: Floor, runset: RunSet) -> None:
                  f"{ready_now(plan, runset)}")
     if runset.order:
         say("Mayor", f"Dispatching {len(runset.order)} Beads, at most "
-                     f"{floor.slots.free.qsize()} at once")
+                     f"{floor.slots.cap} at once")
 
 
 def _mark_blocked(floor: Floor, runset: RunSet) -> None:

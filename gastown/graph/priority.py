@@ -1,0 +1,33 @@
+"""Dispatch priority: the longest remaining path first, weighted by past durations if known."""
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import networkx as nx
+
+from gastown.graph.dag import remaining_path
+
+
+def durations(records: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
+    """Seconds each bead's last attempt took (polecat + witness), where the ledger has it."""
+    found = {}
+    for bead_id, record in records.items():
+        last = (record.get("attempts") or [{}])[-1]
+        seconds = float(last.get("polecat_s", 0.0)) + float(last.get("witness_s", 0.0))
+        if seconds > 0:
+            found[bead_id] = seconds
+    return found
+
+
+def priorities(graph: nx.DiGraph, beads: Iterable[str],
+               records: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
+    """Remaining path length of each bead to run: past seconds where known, the median of
+    those (or 1) for the rest, so one unknown bead does not outweigh a known long chain."""
+    keep = set(beads)
+    past = durations(records)
+    known = [past[b] for b in keep if b in past]
+    default = statistics.median(known) if known else 1.0
+    weight = {b: past.get(b, default) for b in keep}
+    return remaining_path(graph.subgraph(keep), weight)
