@@ -1,7 +1,18 @@
-"""The refinery: merges approved beads into the integration branch one at a time, then CI."""
+"""The refinery: merges approved beads into the integration branch, then CI.
+
+With `batch: 1` each bead is merged and tested on its own. With `batch: N` approved beads
+queue up; whichever bead thread finds no batch running takes up to N of them, merges them onto
+the tip one after the other (each bead keeps its own merge commit and trailer), runs CI once on
+the result and moves `into` once. When that CI fails it bisects: the first half is tested on
+its own and lands if it passes, the culprit is searched for in whichever half failed, and the
+beads that were merged on top of a culprit go back to the front of the queue, for the next
+batch. `into` only ever moves to a commit whose CI passed; every batch settles at least one
+bead, so every bead is settled (merged once, or failed) in the end.
+"""
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,15 +33,42 @@ class MergeResult:
     ci_seconds: float = 0.0
 
 
+@dataclass(eq=False)
+class _Ticket:
+    """One approved bead waiting for the refinery; its thread waits until `result` is set."""
+
+    bead: Bead
+    branch: str
+    result: MergeResult | None = None
+    error: Exception | None = None
+    ci_seconds: float = 0.0  # every CI run this bead was part of
+
+    @property
+    def settled(self) -> bool:
+        return self.result is not None or self.error is not None
+
+
+@dataclass
+class _Link:
+    """A bead merged onto the refinery's chain: the commit carrying its trailer."""
+
+    ticket: _Ticket
+    commit: str
+
+
 class Refinery:
     """Owns the integration branch: it alone moves `into`, with compare-and-swap."""
 
     def __init__(self, root: Path, into: str, *, strategy: str, ci: str | None,
-                 env: dict[str, str], logs: Path, say: Callable[[str, str], None]) -> None:
+                 env: dict[str, str], logs: Path, say: Callable[[str, str], None],
+                 batch: int = 1) -> None:
         self.root, self.into, self.strategy, self.ci = root, into, strategy, ci
         self.env = {**env, **worktrees.identity_env(root)}
         self.logs, self.say = logs, say
-        self.lock = threading.Lock()
+        self.batch = max(1, batch)
+        self.cond = threading.Condition()
+        self.queue: deque[_Ticket] = deque()
+        self.running = False  # a bead thread is running a batch
         self.path: Path | None = None
 
     def tip(self) -> str:
@@ -39,21 +77,106 @@ class Refinery:
         return tip
 
     def merge(self, bead: Bead, branch: str) -> MergeResult:
-        with self.lock:
-            return self._merge(bead, branch)
+        """Merge one approved bead (blocks until its fate is known). Its thread may run the
+        batch that holds it, or other beads' batches, while it waits."""
+        ticket = _Ticket(bead, branch)
+        with self.cond:
+            self.queue.append(ticket)
+        while (batch := self._next_batch(ticket)) is not None:
+            self._run(batch)
+        if ticket.error is not None:
+            raise ticket.error
+        assert ticket.result is not None
+        return ticket.result
 
-    def _merge(self, bead: Bead, branch: str) -> MergeResult:
-        tip = self.tip()
-        path = self._worktree(tip)
-        conflict = self._combine(path, bead, branch)
-        if conflict:
-            self._reset(path, tip)
-            return MergeResult(False, reason=conflict)
-        ci = self._ci(path, bead)
+    def _next_batch(self, ticket: _Ticket) -> list[_Ticket] | None:
+        """None once `ticket` is settled; else the next batch, for this thread to run."""
+        with self.cond:
+            self.cond.wait_for(lambda: ticket.settled or not self.running)
+            if ticket.settled:
+                return None
+            self.running = True  # an unsettled ticket is queued while no batch runs
+            return [self.queue.popleft() for _ in range(min(self.batch, len(self.queue)))]
+
+    def _run(self, batch: list[_Ticket]) -> None:
+        try:
+            self._land(self.tip(), batch)
+        except Exception as exc:  # the batch's beads fail with it (those queued again wait)
+            with self.cond:
+                for ticket in batch:
+                    if not ticket.settled and ticket not in self.queue:
+                        ticket.error = exc
+        finally:
+            with self.cond:
+                self.running = False
+                self.cond.notify_all()
+
+    def _settle(self, ticket: _Ticket, result: MergeResult) -> None:
+        result.ci_seconds = ticket.ci_seconds
+        with self.cond:
+            ticket.result = result
+            self.cond.notify_all()
+
+    def _requeue(self, tickets: list[_Ticket]) -> None:
+        """Back to the front of the queue, in order: they go into the next batch."""
+        with self.cond:
+            self.queue.extendleft(reversed(tickets))
+
+    # -- one batch -------------------------------------------------------------------------
+
+    def _land(self, base: str, tickets: list[_Ticket]) -> None:
+        """Merge the tickets onto `base`, run CI once, then move `into` or bisect."""
+        chain = self._chain(base, tickets)
+        if not chain:
+            return
+        ci = self._ci(chain)
+        if ci is None or ci.ok:
+            self._advance(base, chain)
+        else:
+            self._bisect(base, chain, ci)
+
+    def _bisect(self, base: str, chain: list[_Link], failed: spawn.ProcResult) -> None:
+        """CI `failed` on `base` + `chain`: the bead that breaks it fails, the beads before it
+        land, the beads after it (merged on top of it) go back to the queue."""
+        if len(chain) == 1 or failed.killed:
+            reason = _ci_reason(self.ci or "", failed)
+            for link in chain:
+                self._settle(link.ticket, MergeResult(False, reason=reason))
+            return
+        left, right = chain[:len(chain) // 2], chain[len(chain) // 2:]
+        self.say("Refinery", f"BISECT CI failed on {self.into} + {len(chain)} beads: "
+                             f"testing the first {len(left)}")
+        ci = self._ci(left)
         if ci is not None and not ci.ok:
-            self._reset(path, tip)
-            return MergeResult(False, reason=_ci_reason(self.ci or "", ci), ci_seconds=ci.duration)
-        return self._advance(path, tip, ci.duration if ci else 0.0)
+            self._requeue([link.ticket for link in right])
+            self._bisect(base, left, ci)
+        elif (landed := self._advance(base, left)) is None:
+            self._requeue([link.ticket for link in right])
+        else:
+            self._bisect(landed, right, failed)  # right's commits sit on it: CI failed there
+
+    def _chain(self, base: str, tickets: list[_Ticket]) -> list[_Link]:
+        """Each bead merged onto the one before, starting at `base`. A bead that conflicts
+        with `base` itself fails; one that conflicts only with the beads before it in this
+        batch (which may yet fail CI) waits for the next batch."""
+        path = self._worktree(base)
+        chain: list[_Link] = []
+        later: list[_Ticket] = []
+        for ticket in tickets:
+            conflict = self._combine(path, ticket.bead, ticket.branch)
+            if conflict is None:
+                chain.append(_Link(ticket, git.out("rev-parse", "HEAD", cwd=path)))
+                continue
+            self._reset(path, chain[-1].commit if chain else base)
+            if chain:
+                later.append(ticket)
+                mates = ", ".join(link.ticket.bead.id for link in chain)
+                self.say("Refinery", f"WAIT {ticket.bead.id}: conflicts with {mates} of this "
+                                     f"batch; retried on the next {self.into} tip")
+            else:
+                self._settle(ticket, MergeResult(False, reason=conflict))
+        self._requeue(later)
+        return chain
 
     def _worktree(self, tip: str) -> Path:
         if self.path is None or not self.path.exists():
@@ -68,7 +191,7 @@ class Refinery:
         worktrees.reset(path, tip)
 
     def _combine(self, path: Path, bead: Bead, branch: str) -> str | None:
-        """Put the bead's work on top of the tip; a conflict comes back as a reason."""
+        """Put the bead's work on top of HEAD; a conflict comes back as a reason."""
         merged, single = merge_message(bead, "Merge "), merge_message(bead, "")
         steps: dict[str, list[tuple[str, ...]]] = {
             "merge": [("merge", "--no-ff", "--no-verify", "-q", "-m", merged, branch)],
@@ -90,32 +213,72 @@ class Refinery:
             return f"merge conflict with {self.into} in {', '.join(names[:5])}"
         return f"merge into {self.into} failed: {output.strip().splitlines()[-1:]}"
 
-    def _ci(self, path: Path, bead: Bead) -> spawn.ProcResult | None:
+    # -- CI --------------------------------------------------------------------------------
+
+    def _ci(self, chain: list[_Link]) -> spawn.ProcResult | None:
+        """CI once on the chain's last commit (the tip plus every bead of the chain)."""
         if not self.ci:
             return None
-        self.say("Refinery", f"RUN CI {self.ci} on {self.into} + {bead.id}")
-        env = {**self.env, **bead.env(), "GAS_INTO": self.into}
-        return spawn.run(self.ci, cwd=path, env=env, log_file=self.logs / f"{bead.id}.log")
+        beads = [link.ticket.bead for link in chain]
+        ids = ", ".join(bead.id for bead in beads)
+        path = self._checkout(chain[-1].commit)
+        self.say("Refinery", f"RUN CI {self.ci} on {self.into} + {ids}")
+        env = {**self.env, **(beads[0].env() if len(beads) == 1 else {}),
+               "GAS_INTO": self.into, "GAS_BEADS": " ".join(bead.id for bead in beads)}
+        single = len(beads) == 1
+        log = self.logs / (f"{beads[0].id}.log" if single else "_batch.log")
+        if not single:
+            log.unlink(missing_ok=True)
+        proc = spawn.run(self.ci, cwd=path, env=env, log_file=log)
+        if not single:
+            self._share_log(log, beads, ids)
+        for link in chain:
+            link.ticket.ci_seconds += proc.duration
+        return proc
 
-    def _advance(self, path: Path, old: str, ci_seconds: float) -> MergeResult:
-        new = git.out("rev-parse", "HEAD", cwd=path)
+    def _checkout(self, commit: str) -> Path:
+        assert self.path is not None
+        if git.out("rev-parse", "HEAD", cwd=self.path) != commit:
+            self._reset(self.path, commit)
+        return self.path
+
+    def _share_log(self, log: Path, beads: list[Bead], ids: str) -> None:
+        """A batch's CI output goes into the CI log of every bead it tested."""
+        text = log.read_text(errors="replace")
+        log.unlink(missing_ok=True)
+        for bead in beads:
+            with (self.logs / f"{bead.id}.log").open("a") as out:
+                out.write(f"# CI on {self.into} + {ids}\n{text}")
+
+    # -- moving `into` ---------------------------------------------------------------------
+
+    def _advance(self, old: str, chain: list[_Link]) -> str | None:
+        """Move `into` from `old` to the chain's last commit; every bead of the chain merged
+        (with its own commit) or failed with why. The new tip, or None if it did not move."""
+        new = chain[-1].commit
+        failure = self._move(old, new)
+        for link in chain:
+            result = MergeResult(False, reason=failure) if failure else \
+                MergeResult(True, commit=link.commit)
+            self._settle(link.ticket, result)
+        return None if failure else new
+
+    def _move(self, old: str, new: str) -> str | None:
         moved = git.run("update-ref", "-m", "gas: refinery merge", f"refs/heads/{self.into}",
                         new, old, cwd=self.root, check=False)
         if moved.returncode != 0 and self.tip() != old:
-            return MergeResult(False, reason=f"{self.into} moved during the merge; not merged")
+            return f"{self.into} moved during the merge; not merged"
         if moved.returncode != 0:
             why = (moved.stderr.strip().splitlines() or ["update-ref failed"])[0]
-            return MergeResult(False, reason=f"could not move {self.into}: {why}")
+            return f"could not move {self.into}: {why}"
         if not git.ok("merge-base", "--is-ancestor", new, f"refs/heads/{self.into}", cwd=self.root):
-            return MergeResult(False, reason=f"merge commit {new[:12]} is not on {self.into}")
-        return MergeResult(True, commit=new, ci_seconds=ci_seconds)
+            return f"merge commit {new[:12]} is not on {self.into}"
+        return None
 
     def close(self) -> None:
         if self.path is not None:
             worktrees.remove(self.root, self.path)
             self.path = None
-
-
 def merge_message(bead: Bead, verb: str) -> str:
     return (f"{verb}{bead.id}: {bead.title}\n\n"
             f"{TRAILER}: {bead.id}\n{FINGERPRINT_TRAILER}: {bead.fingerprint}\n")

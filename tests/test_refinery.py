@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -32,3 +34,135 @@ def test_strategy_lands_each_bead_once(tmp_path: Path, gas, strategy: str) -> No
     assert len(parents) == (2 if strategy == "merge" else 1)
     status = json.loads(gas(repo, "status", "--json").out)
     assert {b["id"]: b["state"] for b in status["beads"]} == {"one": "merged", "two": "merged"}
+
+
+# -- batch: N ---------------------------------------------------------------------------------
+# The CI script records each run (the beads it tested, from GAS_BEADS) and fails when the
+# planted bead's file is in the tree. Its first run holds on until every bead is approved (it
+# reads the ledger), so the other beads queue up behind it: what batches form is then fixed.
+CI = textwrap.dedent('''
+    import os, pathlib, subprocess, sys, time
+    with open(os.environ["GAS_TEST_CI_RUNS"], "a") as runs:
+        runs.write(os.environ["GAS_BEADS"] + "\\n")
+    total = int(os.environ["GAS_TEST_TOTAL"])
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        subjects = subprocess.run(["git", "log", "--format=%s", "gt-ledger"], text=True,
+                                  capture_output=True).stdout.splitlines()
+        if len({s.split(":")[0] for s in subjects if ": merging" in s}) >= total:
+            break
+        time.sleep(0.01)  # sleep-ok: the CI's own polling, not test synchronisation
+    if pathlib.Path("out/bad.txt").exists():
+        print("out/bad.txt breaks the build")
+        sys.exit(3)
+''')
+# A bead that starts its work only once `first` is approved (so `first` is alone in batch 1).
+AFTER_FIRST = textwrap.dedent('''
+    import os, pathlib, subprocess, sys, time
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        log = subprocess.run(["git", "log", "--format=%s", "gt-ledger"], text=True,
+                             capture_output=True).stdout
+        if "first: merging" in log:
+            break
+        time.sleep(0.01)  # sleep-ok: the bead's own polling, not test synchronisation
+    pathlib.Path(sys.argv[1]).write_text(os.environ["GAS_BEAD_ID"] + "\\n")
+''')
+PY = sys.executable
+
+
+def batch_gasfile(items: str, *, batch: int = 4, strategy: str = "merge") -> str:
+    return textwrap.dedent(f'''\
+        version: 1
+        project: {{base: main, into: staging, parallel: 12}}
+        roles:
+          refinery: {{ci: "{PY} ci.py", strategy: {strategy}, batch: {batch}}}
+        backlogs:
+          work:
+            run: "mkdir -p out && echo $GAS_BEAD_ID > out/$GAS_BEAD_ID.txt"
+            items: [{items}]
+        ''')
+
+
+def batch_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gasfile: str,
+               total: int) -> Path:
+    monkeypatch.setenv("GAS_TEST_CI_RUNS", str(tmp_path / "ci-runs"))
+    monkeypatch.setenv("GAS_TEST_TOTAL", str(total))
+    return make_repo(tmp_path / "repo", {"Gasfile.yaml": gasfile, "ci.py": CI,
+                                         "after_first.py": AFTER_FIRST,
+                                         "shared.txt": "base\n"})
+
+
+def ci_runs(tmp_path: Path) -> list[list[str]]:
+    return [line.split() for line in (tmp_path / "ci-runs").read_text().splitlines()]
+
+
+def ledger_record(repo: Path, bead: str) -> dict:
+    from gastown.ledger import record_path
+
+    return json.loads(git(repo, "show", f"gt-ledger:{record_path(bead)}"))
+
+
+def assert_merged_on_staging(repo: Path, beads: list[str]) -> None:
+    """Each bead once on staging, recorded with its own merge commit, which carries its
+    trailer and is on staging's first-parent history."""
+    assert sorted(trailers(repo)) == sorted(beads)
+    first_parent = git(repo, "log", "--first-parent", "--format=%H", "staging").split()
+    for bead in beads:
+        commit = ledger_record(repo, bead)["merge_commit"]
+        assert commit in first_parent
+        assert git(repo, "log", "-1", "--format=%(trailers:key=Gas-Bead,valueonly)",
+                   commit) == bead
+
+
+def test_batch_merges_every_bead_once_with_fewer_ci_runs(tmp_path: Path, gas, monkeypatch):
+    beads = [f"w{n}" for n in range(10)]
+    items = ", ".join(f"{{id: {b}}}" for b in beads)
+    repo = batch_repo(tmp_path, monkeypatch, batch_gasfile(items), total=len(beads))
+    result = gas(repo, "build")
+    assert result.code == 0, result
+    assert_merged_on_staging(repo, beads)
+    runs = ci_runs(tmp_path)
+    assert len(runs) < len(beads)
+    assert max(len(run) for run in runs) == 4  # batches fill up to the cap, never past it
+    assert sorted(b for run in runs for b in run) == sorted(beads)  # no bead tested twice
+
+
+@pytest.mark.parametrize("strategy", ["merge", "squash", "rebase"])
+def test_batch_bisects_to_the_bad_bead(tmp_path: Path, gas, monkeypatch, strategy: str):
+    beads = [f"w{n}" for n in range(9)]
+    items = ", ".join(f"{{id: {b}}}" for b in [*beads[:5], "bad", *beads[5:]])
+    repo = batch_repo(tmp_path, monkeypatch, batch_gasfile(items, strategy=strategy),
+                      total=len(beads) + 1)
+    result = gas(repo, "build")
+    assert result.code == 1, result
+    assert_merged_on_staging(repo, beads)
+    record = ledger_record(repo, "bad")
+    assert record["state"] == "failed"
+    assert record["reason"] == (f"CI failed: `{PY} ci.py` exit 3: out/bad.txt breaks the build")
+    assert "Beads failed: 1" in result.out
+    # staging never pointed at a commit with the bad bead in it (CI failed on all of those)
+    for commit in git(repo, "log", "--first-parent", "--format=%H", "staging").split():
+        assert "out/bad.txt" not in git(repo, "ls-tree", "-r", "--name-only", commit)
+    reflog = git(repo, "reflog", "--format=%H", "staging").split()
+    assert all("out/bad.txt" not in git(repo, "ls-tree", "-r", "--name-only", c)
+               for c in reflog)
+    assert len(ci_runs(tmp_path)) < len(beads) + 1
+
+
+def test_conflict_inside_a_batch_fails_only_that_bead(tmp_path: Path, gas, monkeypatch):
+    items = ", ".join([
+        "{id: first}",
+        *(f"{{id: {b}, run: '{PY} after_first.py shared.txt'}}" for b in ("left", "right")),
+        *(f"{{id: {b}, run: '{PY} after_first.py {b}.txt'}}" for b in ("o1", "o2")),
+    ])
+    repo = batch_repo(tmp_path, monkeypatch, batch_gasfile(items), total=5)
+    result = gas(repo, "build")
+    assert result.code == 1, result
+    merged = trailers(repo)
+    loser = ({"left", "right"} - set(merged)).pop()
+    assert_merged_on_staging(repo, sorted({"first", "left", "right", "o1", "o2"} - {loser}))
+    assert f"[Refinery] WAIT {loser}: conflicts with " in result.out
+    assert f"[Refinery] FAIL {loser}: merge conflict with staging in shared.txt" in result.out
+    assert ledger_record(repo, loser)["reason"] == "merge conflict with staging in shared.txt"
+    assert [run for run in ci_runs(tmp_path) if loser in run] == []
