@@ -4,6 +4,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,10 +71,21 @@ class Bead:
     tags: tuple[str, ...] = ()
     needs: tuple[str, ...] = ()  # resolved bead ids
     roles: dict[str, RoleSpec] = field(default_factory=dict)
-    prompts: dict[str, str] = field(default_factory=dict)  # role -> rendered prompt (attempt 1)
+    rendered: dict[str, str] | None = field(default=None, repr=False, compare=False)  # prompts
     index: int = 0  # position in its backlog
     line: int | None = None  # Gasfile line of its backlog or inline item
     fixed: str | None = None  # the fingerprint as compiled from the Gasfile
+    # Renders the prompts when first asked for: a bead whose fingerprint the Mayor already
+    # knew is not rendered at all unless it runs.
+    prompter: Callable[[Bead], dict[str, str]] | None = field(default=None, repr=False,
+                                                               compare=False)
+
+    @property
+    def prompts(self) -> dict[str, str]:
+        """role -> its rendered prompt for the first attempt."""
+        if self.rendered is None:
+            self.rendered = self.prompter(self) if self.prompter else {}
+        return self.rendered
 
     @property
     def fingerprint(self) -> str:

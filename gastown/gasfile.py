@@ -24,7 +24,7 @@ ROLE_NAMES = ("polecat", "witness", "refinery")
 SOURCE_KINDS = ("from", "items", "glob", "from_command")
 FORMATS = ("json", "yaml", "jsonl", "sarif")
 STRATEGIES = ("merge", "squash", "rebase")
-FALLBACK_RUNNERS = ("aider", "claude", "codex", "command")
+FALLBACK_RUNNERS = ("aider", "claude", "codex", "command")  # gastown.runners.BUILTIN
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 SAFE_NAME_HINT = "use letters, digits, '_', '.' and '-', starting with a letter or digit"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -466,6 +466,8 @@ def _known_runners() -> list[str]:
 
 def _as_runner(ck: _Checker, path: KeyPath, value: Any) -> str:
     name = _as_text(ck, path, value)
+    if name in FALLBACK_RUNNERS:  # built in: no need to look for plugins (importlib.metadata)
+        return name
     known = _known_runners()
     if name not in known:
         hint = " ".join(filter(None, [_suggest(name, known), f"known: {', '.join(known)}"]))

@@ -48,6 +48,7 @@ The shard `ab` is the first two hex digits of sha1(<bead id>); see meta.json.
 """
 
 Entries = dict[str, tuple[str, str]]  # tree entry name -> (mode, object id)
+Fetched = tuple[list[tuple[str, str]], bytes | None, list[bytes | None]]  # see Ledger._fetch
 _TREE = "40000"
 _TYPES = {_TREE: "tree", "160000": "commit"}
 
@@ -114,6 +115,7 @@ class Ledger:
         self._records: dict[str, dict[str, Any]] | None = None
         self._loaded_tip: str | None = None
         self._lock_path: Path | None = None  # serialises writers across gastown processes
+        self._prefetched: _Prefetch | None = None
 
     def tip(self) -> str | None:
         return git.rev(self.ref, cwd=self.repo)
@@ -158,6 +160,13 @@ class Ledger:
             records = self._records if self._records is not None else self._refresh()
             return records.get(bead_id)
 
+    def prefetch(self) -> None:
+        """Have git read every record in the background while the caller computes (the Mayor
+        compiles); the next load() or get() takes them if the branch has not moved since."""
+        with self._lock:
+            if self._records is None and self._prefetched is None:
+                self._prefetched = _Prefetch(self)
+
     def _refresh(self) -> dict[str, dict[str, Any]]:
         """The cache, re-read when the branch moved since; the caller holds the lock."""
         tip = self.tip()
@@ -167,15 +176,22 @@ class Ledger:
         return self._records
 
     def _read(self, tip: str) -> dict[str, dict[str, Any]]:
-        listing = git.out("ls-tree", "-r", "-z", "--full-tree", tip, "beads/", cwd=self.repo)
-        blobs = _json_blobs(listing)
-        meta, *texts = self._cat([f"{tip}:meta.json", *(sha for sha, _ in blobs)])
+        prefetched, self._prefetched = self._prefetched, None
+        fetched = prefetched.take(tip) if prefetched else None
+        blobs, meta, texts = fetched or self._fetch(tip)
         _check_meta(meta, self.ref)
         records = {}
         for (_, path), text in zip(blobs, texts, strict=True):
             record = _parse_record(text, path)
             records[record["id"]] = record
         return records
+
+    def _fetch(self, tip: str) -> Fetched:
+        """The records' (blob, path) pairs, meta.json and the records' bytes: two git calls."""
+        listing = git.out("ls-tree", "-r", "-z", "--full-tree", tip, "beads/", cwd=self.repo)
+        blobs = _json_blobs(listing)
+        meta, *texts = self._cat([f"{tip}:meta.json", *(sha for sha, _ in blobs)])
+        return blobs, meta, texts
 
     def history(self, bead_id: str | None = None, limit: int | None = None) -> list[dict[str, str]]:
         """Ledger commits, newest first; with `bead_id`, only those that touched its record."""
@@ -288,6 +304,29 @@ class Ledger:
         proc = git.run("update-ref", "-m", "gastown ledger", self.ref, new, old or "",
                        cwd=self.repo, check=False)
         return None if proc.returncode == 0 else proc.stderr.strip() or "update-ref failed"
+
+
+class _Prefetch:
+    """Ledger._fetch of the tip of the moment, on a thread of its own."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.tip: str | None = None
+        self.fetched: Fetched | None = None
+        self.thread = threading.Thread(target=self._run, name="ledger-prefetch", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.tip = self.ledger.tip()
+            self.fetched = self.ledger._fetch(self.tip) if self.tip else None
+        except Exception:  # the caller's own read then says what is wrong
+            self.fetched = None
+
+    def take(self, tip: str) -> Fetched | None:
+        """What was read, if it was read at `tip`."""
+        self.thread.join()
+        return self.fetched if self.tip == tip else None
 
 
 @contextmanager

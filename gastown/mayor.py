@@ -1,25 +1,37 @@
 """The Mayor: compiles a Gasfile into beads and their DAG, and says what it found."""
 from __future__ import annotations
 
+import contextlib
 import difflib
 import fnmatch
+import hashlib
+import json
+import os
 import re
+import sys
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cache, cached_property, partial
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
-from jinja2 import Template
-
-from gastown import templating
+from gastown import __version__, templating
 from gastown.backlogs import Item, load_items
 from gastown.bead import Bead, RoleSpec
 from gastown.errors import GasError
 from gastown.gasfile import Backlog, Gasfile
 from gastown.graph import dag
+from gastown.worktrees import state_dir
 
+if TYPE_CHECKING:
+    import networkx as nx
+    from jinja2 import Template
+
+Source = tuple[str, str | None]  # a prompt template: (shown name, text or None: unreadable)
+Made = list[Any]  # what an item compiles to: [id, title, run, needs refs, fingerprint]
+MEMO_SCHEMA = 1
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 PROMPT_ROLES = ("polecat", "witness")
 
@@ -28,8 +40,18 @@ PROMPT_ROLES = ("polecat", "witness")
 class Plan:
     gasfile: Gasfile
     beads: dict[str, Bead]
-    graph: nx.DiGraph
     origins: dict[str, str] = field(default_factory=dict)  # bead id -> "backlog 'x' item 3"
+    memo: CompileMemo | None = field(default=None, repr=False)
+
+    def remember(self) -> None:
+        """Keep what this compile made for the next one (`gas build` does)."""
+        if self.memo is not None:
+            self.memo.save()
+
+    @cached_property
+    def graph(self) -> nx.DiGraph:
+        """The DAG as networkx, for rendering: built (and networkx imported) on first use."""
+        return dag.build(self.beads)
 
     def per_backlog(self) -> dict[str, int]:
         counts = dict.fromkeys(self.gasfile.backlogs, 0)
@@ -40,42 +62,194 @@ class Plan:
 
 def compile_plan(gasfile: Gasfile) -> Plan:
     """Every backlog item becomes a bead; needs become edges; cycles are refused."""
-    compiler = _Compiler(gasfile)
+    compiler = _Compiler(gasfile, CompileMemo(memo_path(gasfile)))
     for backlog in gasfile.backlogs.values():
         for index, item in enumerate(load_items(backlog, gasfile)):
             compiler.add(backlog, item, index)
     compiler.resolve_needs()
-    graph = dag.build(compiler.beads)
-    dag.check_acyclic(graph, file=compiler.shown)
-    return Plan(gasfile, compiler.beads, graph, compiler.origins)
+    dag.check_acyclic(compiler.beads, file=compiler.shown)
+    return Plan(gasfile, compiler.beads, compiler.origins, compiler.memo)
+
+
+class CompileMemo:
+    """What earlier compiles made of each backlog item (id, title, run, needs, fingerprint),
+    by a digest of all that went into it (see _Compiler._memo_key): an item whose inputs did
+    not change is not rendered again, and its prompts only when the bead runs. Rendering is
+    a pure function of those inputs. A cache only: unreadable or malformed, it is ignored."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.known = _read_memo(path)
+        self.used: dict[str, Made] = {}
+
+    def recall(self, key: str) -> Made | None:
+        found = self.known.get(key)
+        if found is None or not _well_made(found):
+            return None
+        self.used[key] = found
+        return found
+
+    def keep(self, key: str, made: Made) -> None:
+        self.used[key] = made
+
+    def save(self) -> None:
+        """Write what this compile used (nothing when that is what was read)."""
+        if self.path is None or self.used == self.known:
+            return
+        with contextlib.suppress(OSError):
+            _write_atomically(self.path, json.dumps({"schema": MEMO_SCHEMA, "made": self.used},
+                                                    separators=(",", ":")))
+            self.known = dict(self.used)
+
+
+def memo_path(gasfile: Gasfile) -> Path:
+    """Where what the beads of this Gasfile were compiled to is remembered."""
+    name = hashlib.sha1(str(gasfile.path).encode(errors="surrogatepass")).hexdigest()[:12]
+    return state_dir(gasfile.root) / "cache" / f"compiled-{name}.json"
+
+
+def _read_memo(path: Path | None) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_bytes()) if path is not None else None
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or data.get("schema") != MEMO_SCHEMA:
+        return {}
+    made = data.get("made")
+    return made if isinstance(made, dict) else {}
+
+
+def _well_made(value: Any) -> bool:
+    """[id, title, run, needs, fingerprint], as CompileMemo stores them."""
+    if not isinstance(value, list) or len(value) != 5:
+        return False
+    bead_id, title, run, needs, fingerprint = value
+    return (isinstance(bead_id, str) and isinstance(title, str) and isinstance(fingerprint, str)
+            and (run is None or isinstance(run, str)) and isinstance(needs, list)
+            and all(isinstance(n, str) for n in needs))
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Readers see the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@cache
+def _code_digest() -> str:
+    """The code that compiles items: Python, Jinja2 and gastown's modules that render."""
+    import jinja2
+
+    digest = hashlib.sha256(f"{sys.version}|{jinja2.__version__}|{MEMO_SCHEMA}".encode())
+    for module in (templating, sys.modules[Bead.__module__], sys.modules[__name__]):
+        try:
+            digest.update(Path(str(module.__file__)).read_bytes())
+        except OSError:  # not installed as files: its version has to do
+            digest.update(f"{module.__name__} {__version__}".encode())
+    return digest.hexdigest()
+
+
+@dataclass
+class _PerBacklog:
+    """What every item of one backlog shares."""
+
+    roles: dict[str, RoleSpec]
+    sources: dict[str, Source]  # role -> its prompt template, for roles that have one
+    seed: Any  # a hash of all of the backlog that goes into what an item makes (_memo_key)
 
 
 class _Compiler:
-    def __init__(self, gasfile: Gasfile) -> None:
+    def __init__(self, gasfile: Gasfile, memo: CompileMemo) -> None:
         self.gasfile = gasfile
         self.shown = gasfile.path.name
         self.beads: dict[str, Bead] = {}
         self.origins: dict[str, str] = {}
         self.refs: dict[str, list[str]] = {}  # bead id -> raw needs refs
         self.templates: dict[str, Template] = {}
+        self.texts: dict[str, str | None] = {}  # shown name -> prompt template text
+        self.unreadable: dict[str, GasError] = {}  # shown name -> why it cannot be read
+        self.backlogs: dict[str, _PerBacklog] = {}
+        self.memo = memo
 
     def add(self, backlog: Backlog, item: Item, index: int) -> None:
         origin = f"backlog '{backlog.name}' item {index + 1}"
         line = item.line if item.file is None else backlog.line
+        key = self._memo_key(backlog, item, index)
+        made = self.memo.recall(key)
+        if made is None:
+            bead, refs = self._make(backlog, item, index, line, origin)
+            self.memo.keep(key, [bead.id, bead.title, bead.run, refs, bead.fingerprint])
+        else:
+            bead_id, title, run, refs, fingerprint = made
+            self._check_id(bead_id, line, origin)
+            bead = self._bead(backlog, item, index, line, bead_id, title, run)
+            bead.fixed = fingerprint
+        self.refs[bead.id] = refs
+        self.beads[bead.id] = bead
+        self.origins[bead.id] = origin
+
+    def _make(self, backlog: Backlog, item: Item, index: int, line: int | None,
+              origin: str) -> tuple[Bead, list[str]]:
+        """Render what the item makes and fingerprint it (which renders its prompts)."""
         ctx = {"item": item.data, "path": item.path, "backlog": backlog.name, "index": index}
         bead_id = self._bead_id(backlog, item, index, ctx, line, origin)
-        bead = Bead(
-            id=bead_id, title=self._title(backlog, item, ctx, line, bead_id, origin),
-            backlog=backlog.name, item=item.data, run=self._run(backlog, item, ctx, line, origin),
-            path=item.path, tags=tuple(dict.fromkeys([*backlog.tags, *_inline(item, "tags")])),
-            index=index, line=line,
-            roles={r: self.gasfile.role(r, backlog) for r in ("polecat", "witness", "refinery")},
-        )
-        self.refs[bead_id] = self._needs(backlog, item, ctx, line, origin)
-        bead.prompts = self._prompts(bead)
+        title = self._title(backlog, item, ctx, line, bead_id, origin)
+        bead = self._bead(backlog, item, index, line, bead_id, title,
+                          self._run(backlog, item, ctx, line, origin))
+        refs = self._needs(backlog, item, ctx, line, origin)
         bead.fix_fingerprint()
-        self.beads[bead_id] = bead
-        self.origins[bead_id] = origin
+        return bead, refs
+
+    def _bead(self, backlog: Backlog, item: Item, index: int, line: int | None,
+              bead_id: str, title: str, run: str | None) -> Bead:
+        per = self._per_backlog(backlog)
+        return Bead(id=bead_id, title=title, backlog=backlog.name, item=item.data, run=run,
+                    path=item.path,
+                    tags=tuple(dict.fromkeys([*backlog.tags, *_inline(item, "tags")])),
+                    index=index, line=line, roles=dict(per.roles),
+                    prompter=partial(self._render_prompts, per.sources))
+
+    def _per_backlog(self, backlog: Backlog) -> _PerBacklog:
+        if backlog.name not in self.backlogs:
+            roles = {r: self.gasfile.role(r, backlog) for r in ("polecat", "witness", "refinery")}
+            sources = {}
+            for role in PROMPT_ROLES:
+                if (where := prompt_source(self.gasfile.root, roles[role])) is not None:
+                    sources[role] = (where[1], self._text(*where))
+            token = repr((_code_digest(), backlog.name, backlog.kind, backlog.id, backlog.title,
+                          backlog.run, backlog.tags, backlog.needs,
+                          [roles[r] for r in PROMPT_ROLES], sorted(
+                              (role, shown, _digest(text)) for role, (shown, text)
+                              in sources.items())))
+            seed = hashlib.blake2b(hashlib.sha256(_utf8(token)).digest(), digest_size=20)
+            self.backlogs[backlog.name] = _PerBacklog(roles, sources, seed)
+        return self.backlogs[backlog.name]
+
+    def _text(self, path: Path, shown: str) -> str | None:
+        """A prompt template's text, read once: every bead renders what was read here. None
+        when it cannot be read: rendering says why, as it did when it read the file."""
+        if shown not in self.texts:
+            try:
+                self.texts[shown] = templating.read_file(path, shown=shown)
+            except GasError as exc:
+                self.texts[shown], self.unreadable[shown] = None, exc
+        return self.texts[shown]
+
+    def _memo_key(self, backlog: Backlog, item: Item, index: int) -> str:
+        """A digest of all that goes into what an item makes: the backlog's templates and
+        roles, the prompt templates' text, the code that renders, and the item (by repr, which
+        tells 1 from "1" and a date from its text, unlike JSON)."""
+        digest = self._per_backlog(backlog).seed.copy()
+        digest.update(_utf8(repr((item.data, item.path, index))))
+        return str(digest.hexdigest())
 
     def _render(self, text: str, ctx: dict[str, Any], line: int | None, what: str,
                 *, shell: bool = False) -> str:
@@ -127,18 +301,17 @@ class _Compiler:
         inline = _inline(item, "needs") if backlog.kind == "items" else []
         return [ref for ref in [*rendered, *inline] if ref]
 
-    def _prompts(self, bead: Bead) -> dict[str, str]:
-        prompts = {}
-        for role in PROMPT_ROLES:
-            source = prompt_source(self.gasfile.root, bead.roles[role])
-            if source is not None:
-                prompts[role] = templating.render_template(
-                    self._template(*source), prompt_context(bead, 1, None), shown=source[1])
-        return prompts
+    def _render_prompts(self, sources: dict[str, Source], bead: Bead) -> dict[str, str]:
+        context = prompt_context(bead, 1, None)
+        return {role: templating.render_template(self._template(shown, text), context,
+                                                 shown=shown)
+                for role, (shown, text) in sources.items()}
 
-    def _template(self, path: Path, shown: str) -> Template:
+    def _template(self, shown: str, text: str | None) -> Template:
+        if text is None:
+            raise self.unreadable[shown]
         if shown not in self.templates:
-            self.templates[shown] = templating.load_file(path, shown=shown)
+            self.templates[shown] = templating.compile_text(text, shown=shown)
         return self.templates[shown]
 
     def resolve_needs(self) -> None:
@@ -166,6 +339,14 @@ class _Compiler:
             file=self.shown, line=bead.line,
             hint=("did you mean " + " or ".join(repr(c) for c in close) + "?") if close
             else "needs name a backlog, a tag, a bead id or an id glob")
+
+
+def _digest(text: str | None) -> str | None:
+    return None if text is None else hashlib.sha256(_utf8(text)).hexdigest()
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode(errors="surrogatepass")  # YAML and JSON may give lone surrogates
 
 
 def _groups(beads: Iterable[Bead]) -> dict[str, list[str]]:

@@ -57,6 +57,8 @@ def _compiled(text: str, shell: bool) -> Template:
 def render(text: str, context: dict[str, Any], *, what: str, file: str | Path | None = None,
            line: int | None = None, shell: bool = False) -> str:
     """Render one template string; errors become GasError naming `what` and where it is."""
+    if _verbatim(text):
+        return text
     try:
         return _compiled(text, shell).render(**context)
     except TemplateSyntaxError as exc:
@@ -69,13 +71,24 @@ def render(text: str, context: dict[str, Any], *, what: str, file: str | Path | 
 
 def load_file(path: Path, *, shown: str) -> Template:
     """Compile a prompt template file; syntax errors name the file and its line."""
+    return compile_text(read_file(path, shown=shown), shown=shown)
+
+
+def read_file(path: Path, *, shown: str) -> str:
+    """A prompt template file's text."""
     try:
-        return environment(False).from_string(path.read_text())
+        return path.read_text()
+    except OSError as exc:
+        raise GasError(f"cannot read prompt template: {exc.strerror}", file=shown) from None
+
+
+def compile_text(text: str, *, shown: str) -> Template:
+    """Compile a prompt template's text; syntax errors name the file and its line."""
+    try:
+        return environment(False).from_string(text)
     except TemplateSyntaxError as exc:
         raise GasError(f"template error: {exc.message}", file=shown, line=exc.lineno,
                        hint=_TEMPLATE_HINT) from None
-    except OSError as exc:
-        raise GasError(f"cannot read prompt template: {exc.strerror}", file=shown) from None
 
 
 def render_template(template: Template, context: dict[str, Any], *, shown: str) -> str:
@@ -85,6 +98,12 @@ def render_template(template: Template, context: dict[str, Any], *, shown: str) 
         raise GasError(f"template error: {exc.message}", file=shown,
                        hint="prompt templates see `bead` (id, title, item, path, backlog)"
                             " and `attempt`, `feedback`") from None
+
+
+def _verbatim(text: str) -> bool:
+    """True when Jinja would render `text` as it is: no `{` (so no tag, expression or
+    comment) and no carriage return (which Jinja turns into a newline)."""
+    return "{" not in text and "\r" not in text
 
 
 def _line(base: int | None, offset: int | None) -> int | None:

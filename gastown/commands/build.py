@@ -8,20 +8,19 @@ import signal
 import sys
 import time
 import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from gastown import costs, git, lifecycle, runners, spawn, worktrees
 from gastown import ledger as ledger_mod
-from gastown.bead import State
+from gastown.bead import Bead, State
 from gastown.commands.common import Loaded, add_gasfile_option, load
 from gastown.console import Console, summary
 from gastown.costs import CostBook
 from gastown.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, GasError
-from gastown.executor import execute
 from gastown.floor import Floor, Slots
-from gastown.graph.priority import priorities
 from gastown.ledger import Ledger
-from gastown.live import pick_console
 from gastown.lock import build_lock
 from gastown.mayor import Plan
 from gastown.refinery import WORKTREE as REFINERY_WORKTREE
@@ -50,11 +49,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
-    console = Console(sys.stderr) if args.json else pick_console(plain=args.plain)
-    loaded = load(gasfile=args.gasfile)
+    console = _console(args)
+    loaded = load(gasfile=args.gasfile, read_ledger=True)
     _override_models(loaded, args)
     _preflight(loaded, args)
-    ledger = Ledger(loaded.root, loaded.gasfile.project.ledger)
+    ledger = loaded.ledger
     only = [s for sel in args.only for s in sel.split(",") if s]
     runset = plan_run(loaded.plan, ledger.load(), only=only, force=args.force)  # checks --only
     if args.dry_run:
@@ -66,6 +65,28 @@ def run(args: argparse.Namespace) -> int:
             console.say("Mayor", f"Stopped {stopped} process(es) a killed build left running")
         spawn.tag_build(build)
         return _build(loaded, ledger, console, only, args, started)
+
+
+def _console(args: argparse.Namespace) -> Console:
+    """Plain lines for --json, --plain and no terminal; the live view (and rich, imported
+    only for it) on a terminal."""
+    if args.json:
+        return Console(sys.stderr)
+    if args.plain or not sys.stdout.isatty():
+        return Console()
+    from gastown.live import pick_console
+
+    return pick_console(plain=False)
+
+
+def execute(beads: Sequence[Bead], action: Callable[[Bead], bool], *, cap: int,
+            dep_file: Path) -> list[str]:
+    """gastown.executor.execute, imported (and doit with it) only when there is work."""
+    if not beads:
+        return []
+    from gastown.executor import execute as run_beads
+
+    return run_beads(beads, action, cap=cap, dep_file=dep_file)
 
 
 def _preflight(loaded: Loaded, args: argparse.Namespace) -> None:
@@ -85,9 +106,13 @@ def _preflight(loaded: Loaded, args: argparse.Namespace) -> None:
 def _build(loaded: Loaded, ledger: Ledger, console: Console, only: list[str],
            args: argparse.Namespace, started: float) -> int:
     floor = _open_floor(loaded, ledger, console, args)
+    loaded.plan.remember()  # the next compile renders only beads whose definition changed
     _reconcile(floor)
     runset = plan_run(loaded.plan, ledger.load(), only=only, force=args.force)
-    floor.slots.priority = priorities(loaded.plan.graph, runset.order, ledger.load())
+    if runset.order:  # a no-op build builds no graph
+        from gastown.graph.priority import priorities
+
+        floor.slots.priority = priorities(loaded.plan.graph, runset.order, ledger.load())
     _announce(floor, runset)
     console.start_run(len(runset.order), floor.stats)
     try:

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gastown.gasfile import Gasfile, find_gasfile, load_gasfile
+from gastown.ledger import Ledger
 from gastown.mayor import Plan, compile_plan
 from gastown.repo import find_root
 
@@ -14,15 +15,21 @@ class Loaded:
     root: Path
     gasfile: Gasfile
     plan: Plan
+    ledger: Ledger  # the project's ledger (read only when asked)
 
 
-def load(cwd: Path | None = None, gasfile: str | None = None) -> Loaded:
+def load(cwd: Path | None = None, gasfile: str | None = None, *,
+         read_ledger: bool = False) -> Loaded:
+    """With `read_ledger`, git reads the ledger's records while the Mayor compiles."""
     root = find_root(cwd or Path.cwd())
     path = Path(gasfile) if gasfile else find_gasfile(root)
     if not path.is_absolute():
         path = root / path
     loaded = load_gasfile(path, root=root)
-    return Loaded(root, loaded, compile_plan(loaded))
+    ledger = Ledger(root, loaded.project.ledger)
+    if read_ledger:
+        ledger.prefetch()
+    return Loaded(root, loaded, compile_plan(loaded), ledger)
 
 
 def add_gasfile_option(parser: object) -> None:

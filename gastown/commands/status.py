@@ -7,7 +7,6 @@ from collections import Counter
 from typing import Any
 
 from gastown.commands.common import add_gasfile_option, load
-from gastown.ledger import Ledger
 from gastown.uptodate import why
 
 
@@ -19,8 +18,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def run(args: argparse.Namespace) -> int:
-    loaded = load(gasfile=args.gasfile)
-    records = Ledger(loaded.root, loaded.gasfile.project.ledger).load()
+    loaded = load(gasfile=args.gasfile, read_ledger=True)
+    records = loaded.ledger.load()
     rows = [_row(bead, records.get(bead_id)) for bead_id, bead in loaded.plan.beads.items()]
     if args.json:
         print(json.dumps({"beads": rows}, indent=2))
