@@ -184,16 +184,34 @@ def sweep(marker: str, variable: str = MARKER) -> int:
     """SIGKILL every process still carrying `variable=marker` in its environment (Linux /proc);
     returns how many there were."""
     needle = f"{variable}={marker}".encode()
-    killed = 0
+    killed: set[int] = set()
     for _ in range(3):  # a dying shell may fork once more
-        pids = [pid for pid in _pids() if needle in _environ(pid).split(b"\0")]
+        pids = [pid for pid in _pids() if pid not in killed and _running(pid)
+                and needle in _environ(pid).split(b"\0")]
         for pid in pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
-        killed += len(pids)
+        killed.update(pids)
+        _await_death(pids)
         if not pids:
             break
-    return killed
+    return len(killed)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a zombie's environment is still readable)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def _await_death(pids: list[int], limit: float = 5.0) -> None:
+    """SIGKILL is delivered asynchronously: wait (bounded) until the processes are gone."""
+    deadline = time.monotonic() + limit
+    while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.005)
 
 
 def tag_build(build: str) -> None:
