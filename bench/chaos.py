@@ -34,6 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from gastown import worktrees
 from gastown.ledger import Ledger
 
 PY = sys.executable
@@ -306,7 +307,9 @@ def stale_worktrees(repo: Path, env: Mapping[str, str]) -> list[str]:
     listing = git(repo, "worktree", "list", "--porcelain", env=env)
     paths = [line.split(" ", 1)[1] for line in listing.splitlines()
              if line.startswith("worktree ")]
-    problems = [f"worktree left: {p}" for p in paths if Path(p).resolve() != repo.resolve()]
+    pool = worktrees.pool_dir(repo).resolve()  # pooled worktrees are no bead's
+    problems = [f"worktree left: {p}" for p in paths
+                if Path(p).resolve() != repo.resolve() and Path(p).resolve().parent != pool]
     branches = git(repo, "for-each-ref", "--format=%(refname:short)", "refs/heads/gas/", env=env)
     problems += [f"branch left: {b}" for b in branches.split()]
     return problems

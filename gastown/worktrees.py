@@ -1,18 +1,43 @@
-"""Per-bead git worktrees under .gastown/worktrees/, and the .gastown/ working area."""
+"""Per-bead git worktrees under .gastown/worktrees/, and the .gastown/ working area.
+
+A fresh worktree of a large repository costs a full checkout (seconds at 20,000 files), so
+worktrees are kept: remove() detaches a bead's worktree and moves it into the pool
+(.gastown/worktrees/_pool/<random name>), and add() moves a pooled one to the next bead's path,
+checks out the new start there with `git checkout --force` (only the paths that differ are
+rewritten) and deletes every untracked and ignored file (`git clean -ffdx`). The bead's worktree is
+always .gastown/worktrees/<bead> (what the logs, `gas show` and GAS_WORKTREE name): a
+`git worktree move` is a rename. The pool is the directory listing itself, so it survives a
+crash; an entry a crash left unsound is deleted, never used.
+"""
 from __future__ import annotations
 
 import shutil
 import threading
+import time
+import uuid
 from functools import cache
 from pathlib import Path
 
 from gastown import git
 
 STATE_DIR = ".gastown"
+POOL = "_pool"  # .gastown/worktrees/_pool/<random>: detached worktrees waiting for a bead
+POOL_SIZE = 16  # more than this are deleted when they come back
+STALE_LOCK = 2.0  # seconds: a shared lock file older than this was left by a killed git
+TRASH = "trash"  # .gastown/trash/<random>: worktrees being deleted, outside the admin lock
 
-# `git worktree add/remove/prune` edit shared admin files under .git/worktrees; a prune that
-# runs while another add is half done deletes the new worktree's admin dir.
+# `git worktree add/move/prune` edit shared admin files under .git/worktrees; a prune that
+# runs while another add is half done deletes the new worktree's admin dir. The pool's
+# listing changes under the same lock. Checkouts and cleans run outside it, in parallel.
 _admin_lock = threading.Lock()
+
+# What a worktree's own git dir keeps when it changes hands; the rest is the last owner's
+# (a rebase, merge or bisect in progress, reflog, per-worktree config, a killed git's lock).
+_ADMIN_KEEP = frozenset({"HEAD", "commondir", "gitdir", "index"})
+
+
+class _Unsound(Exception):
+    """A pooled worktree that cannot be trusted to come back clean."""
 
 
 def state_dir(root: Path) -> Path:
@@ -21,6 +46,10 @@ def state_dir(root: Path) -> Path:
 
 def worktree_dir(root: Path, name: str) -> Path:
     return state_dir(root) / "worktrees" / name
+
+
+def pool_dir(root: Path) -> Path:
+    return worktree_dir(root, POOL)
 
 
 def branch_name(bead_id: str) -> str:
@@ -53,28 +82,190 @@ def identity_env(root: Path) -> dict[str, str]:
 
 
 def add(root: Path, name: str, start: str, *, branch: str | None) -> Path:
-    """A fresh worktree at `start` (on `branch`, reset there, or detached)."""
+    """A clean worktree at `start` (on `branch`, reset there, or detached): a pooled one when
+    the pool has one, else a fresh checkout."""
     path = worktree_dir(root, name)
     remove(root, path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    target = ["-B", branch, str(path), start] if branch else ["--detach", str(path), start]
-    with _admin_lock:
-        git.run("worktree", "add", "-f", "--quiet", *target, cwd=root)
+    if not _from_pool(root, path, start, branch):
+        _fresh(root, path, start, branch)
     return path
 
 
 def remove(root: Path, path: Path) -> None:
-    if not path.exists():
+    """Done with a worktree: detached and pooled (deleted when the pool is full or the
+    worktree is unsound). Its branch is checked out nowhere once this returns."""
+    if not path.exists() and not path.is_symlink():
         return
+    try:
+        pooled = _to_pool(root, path)
+    except (git.GitError, OSError, _Unsound):
+        pooled = False
+    if not pooled:
+        _discard(root, path)
+
+
+def _from_pool(root: Path, path: Path, start: str, branch: str | None) -> bool:
+    try:
+        if not _claim(root, path):
+            return False
+        _refresh(path, start, branch)
+        return True
+    except (git.GitError, OSError, _Unsound):
+        _discard(root, path)
+        return False
+
+
+def _fresh(root: Path, path: Path, start: str, branch: str | None) -> None:
+    """Registered under the lock, checked out outside it."""
+    target = ["-B", branch] if branch else ["--detach"]
     with _admin_lock:
-        git.run("worktree", "remove", "--force", "--force", str(path), cwd=root, check=False)
-    shutil.rmtree(path, ignore_errors=True)
+        git.run("worktree", "add", "-f", "--quiet", "--no-checkout", *target, str(path), start,
+                cwd=root)
+    git.run("checkout", "--force", "--quiet", cwd=path, env=_confined(path))
+
+
+def _claim(root: Path, path: Path) -> bool:
+    """Move a sound pooled worktree to `path`; False when the pool has none."""
+    doomed: list[Path] = []
+    claimed = False
+    with _admin_lock:
+        for entry in _pool_entries(root):
+            claimed = _sound(root, entry) and _move(root, entry, path)
+            if claimed:
+                break
+            doomed += [_to_trash(root, p) for p in (entry, path) if p.exists()]
+        if doomed:
+            git.run("worktree", "prune", cwd=root, check=False)
+    for gone in doomed:
+        shutil.rmtree(gone, ignore_errors=True)
+    return claimed
+
+
+def _refresh(path: Path, start: str, branch: str | None) -> None:
+    """The last owner's work gone: `start` checked out (only changed paths are rewritten),
+    every untracked and ignored file deleted, no operation in progress."""
+    env = _confined(path)
+    tags = {line[:1] for line in git.out("ls-files", "-v", cwd=path, env=env).splitlines()}
+    if tags - {"H", "M"}:  # assume-unchanged or skip-worktree: checkout would trust them
+        raise _Unsound(f"{path}: index entries flagged {sorted(tags - {'H', 'M'})}")
+    _forget_operations(path)
+    target = ["--ignore-other-worktrees", "-B", branch, start] if branch else ["--detach", start]
+    git.run("checkout", "--force", "--quiet", "--no-recurse-submodules", *target, cwd=path,
+            env=env)
+    git.run("clean", "-ffdxq", cwd=path, env=env)
+
+
+def _forget_operations(path: Path) -> None:
+    admin = _admin_dir(path)
+    if admin is None:
+        raise _Unsound(f"{path}: not a worktree")
+    if (admin / "modules").exists():  # git clean does not empty a checked-out submodule
+        raise _Unsound(f"{path}: submodules checked out")
+    for item in admin.iterdir():
+        if item.name in _ADMIN_KEEP or item.name.startswith("sharedindex."):
+            continue
+        if item.is_dir() and not item.is_symlink():
+            shutil.rmtree(item)
+        else:
+            item.unlink()
+
+
+def _to_pool(root: Path, path: Path) -> bool:
+    if not _sound(root, path):
+        return False
+    detach = git.run("update-ref", "--no-deref", "HEAD", "HEAD", cwd=path, env=_confined(path),
+                     check=False)
+    if detach.returncode != 0:
+        return False
+    _forget_operations(path)  # a rebase in progress would still hold its branch
+    with _admin_lock:
+        slot = _free_slot(root)
+        return slot is not None and _move(root, path, slot)
+
+
+def _free_slot(root: Path) -> Path | None:
+    """A new name in the pool (never one a killed move may have left registered)."""
+    if len(_pool_entries(root)) >= POOL_SIZE:
+        return None
+    pool_dir(root).mkdir(parents=True, exist_ok=True)
+    return pool_dir(root) / uuid.uuid4().hex[:12]
+
+
+def _move(root: Path, src: Path, dst: Path) -> bool:
+    """`git worktree move` (a rename and one admin file; it refuses a worktree with
+    submodules checked out, which would come back unclean); the caller holds the lock."""
+    return git.run("worktree", "move", str(src), str(dst), cwd=root, check=False).returncode == 0
+
+
+def _pool_entries(root: Path) -> list[Path]:
+    pool = pool_dir(root)
+    return sorted(p for p in pool.iterdir() if p.is_dir()) if pool.is_dir() else []
+
+
+def _discard(root: Path, path: Path) -> None:
+    """Delete a worktree: renamed into the trash and unregistered under the lock (cheap), its
+    files deleted outside it."""
+    with _admin_lock:
+        gone = _to_trash(root, path)
+        git.run("worktree", "prune", cwd=root, check=False)
+    shutil.rmtree(gone, ignore_errors=True)
+
+
+def _to_trash(root: Path, path: Path) -> Path:
+    """Out of the way at once; where it is now (itself when it could not be moved)."""
+    trash = state_dir(root) / TRASH / uuid.uuid4().hex
+    try:
+        trash.parent.mkdir(parents=True, exist_ok=True)
+        path.rename(trash)
+    except OSError:
+        return path
+    return trash
+
+
+def _sound(root: Path, path: Path) -> bool:
+    """A worktree of this repository whose registration points back at it (a kill in the
+    middle of a move, or an agent's `rm -rf .git`, leaves one that is not)."""
+    admin = _admin_dir(path)
+    if admin is None or admin.parent != _admin_root(root):
+        return False
+    try:
+        back = Path((admin / "gitdir").read_text().strip())
+    except OSError:
+        return False
+    return (admin / back).resolve() == (path / ".git").resolve()
+
+
+def _admin_dir(path: Path) -> Path | None:
+    """The worktree's own git dir, read from its `.git` file."""
+    try:
+        text = (path / ".git").read_text().strip()
+    except OSError:  # missing, or a directory: not a linked worktree
+        return None
+    if not text.startswith("gitdir: "):
+        return None
+    admin = (path / text.removeprefix("gitdir: ")).resolve()
+    return admin if admin.is_dir() else None
+
+
+@cache
+def _admin_root(root: Path) -> Path:
+    return (common_dir(root) / "worktrees").resolve()
+
+
+def _confined(path: Path) -> dict[str, str]:
+    """git run in `path` must find the repository there: without its `.git` it would walk up
+    to the main checkout (which holds .gastown/) and reset or clean that instead."""
+    return {"GIT_CEILING_DIRECTORIES": str(path.resolve().parent)}
 
 
 def leftovers(root: Path) -> list[str]:
-    """Names of the worktree directories under .gastown/worktrees/."""
+    """Names of the bead (and refinery) worktree directories under .gastown/worktrees/; the
+    pool is not one."""
     parent = state_dir(root) / "worktrees"
-    return sorted(p.name for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
+    if not parent.is_dir():
+        return []
+    return sorted(p.name for p in parent.iterdir() if p.is_dir() and p.name != POOL)
 
 
 def bead_branches(root: Path) -> list[str]:
@@ -86,11 +277,15 @@ def bead_branches(root: Path) -> list[str]:
 def clear_ref_locks(root: Path, branches: list[str]) -> list[str]:
     """Remove the `<ref>.lock` files a killed git left on branches only gastown moves
     (`branches` and every gas/ bead branch): git refuses to move a ref while its lock is there.
-    Only for a caller that holds the build lock, so that no gastown git can be holding one."""
+    Also `packed-refs.lock` (every branch deletion takes it) once it is old enough that no
+    live git holds it. Only for a caller that holds the build lock, so that no gastown git
+    can be holding one."""
     common = common_dir(root)
     heads = common / "refs" / "heads"
     locks = [heads / f"{branch}.lock" for branch in branches]
     locks += sorted((heads / "gas").rglob("*.lock")) if (heads / "gas").is_dir() else []
+    if _stale(common / "packed-refs.lock"):
+        locks.append(common / "packed-refs.lock")
     removed = []
     for lock in locks:
         if lock.is_file():
@@ -99,26 +294,47 @@ def clear_ref_locks(root: Path, branches: list[str]) -> list[str]:
     return removed
 
 
+def _stale(lock: Path) -> bool:
+    """True when `lock` is still there STALE_LOCK seconds after it was made: a live git holds
+    packed-refs.lock for milliseconds (and waits 1 s for it before giving up)."""
+    while True:
+        try:
+            age = time.time() - lock.stat().st_mtime
+        except FileNotFoundError:
+            return False
+        if age >= STALE_LOCK:
+            return True
+        time.sleep(min(0.05, STALE_LOCK - age))
+
+
 def prune(root: Path) -> None:
-    """Forget worktrees whose directories are gone (a crashed build, a user's rm -rf)."""
+    """Forget worktrees whose directories are gone (a crashed build, a user's rm -rf); delete
+    pooled worktrees a crash left unsound, and what a killed build left in the trash."""
     with _admin_lock:
+        doomed = [_to_trash(root, p) for p in _pool_entries(root) if not _sound(root, p)]
         git.run("worktree", "prune", cwd=root, check=False)
+    trash = state_dir(root) / TRASH
+    for gone in [*doomed, *(trash.iterdir() if trash.is_dir() else [])]:
+        shutil.rmtree(gone, ignore_errors=True)
 
 
 def reset(worktree: Path, commit: str, *, keep_ignored: bool = False) -> None:
-    """Back to `commit`: tracked and untracked changes gone (ignored files too, unless kept)."""
-    git.run("reset", "--quiet", "--hard", commit, cwd=worktree)
-    git.run("clean", "-fdq" if keep_ignored else "-fdxq", cwd=worktree)
+    """Back to `commit`: tracked and untracked changes gone (ignored files too, unless kept),
+    untracked nested repositories included."""
+    env = _confined(worktree)
+    git.run("reset", "--quiet", "--hard", commit, cwd=worktree, env=env)
+    git.run("clean", "-ffdq" if keep_ignored else "-ffdxq", cwd=worktree, env=env)
 
 
 def commit_all(worktree: Path, message: str) -> str | None:
     """Commit everything the polecat changed; None when there was nothing to commit."""
-    git.run("add", "-A", cwd=worktree)
-    if git.ok("diff", "--cached", "--quiet", cwd=worktree):
+    env = _confined(worktree)
+    git.run("add", "-A", cwd=worktree, env=env)
+    if git.run("diff", "--cached", "--quiet", cwd=worktree, env=env, check=False).returncode == 0:
         return None
     git.run("commit", "--quiet", "--no-verify", "-m", message, cwd=worktree,
-            env=identity_env(_top(worktree)))
-    return git.out("rev-parse", "HEAD", cwd=worktree)
+            env={**env, **identity_env(_top(worktree))})
+    return git.out("rev-parse", "HEAD", cwd=worktree, env=env)
 
 
 def _top(worktree: Path) -> Path:
@@ -127,7 +343,7 @@ def _top(worktree: Path) -> Path:
 
 def diff_stat(worktree: Path, base: str) -> tuple[int, int, int]:
     """(files, insertions, deletions) between `base` and the worktree's HEAD."""
-    out = git.out("diff", "--numstat", base, "HEAD", cwd=worktree)
+    out = git.out("diff", "--numstat", base, "HEAD", cwd=worktree, env=_confined(worktree))
     files = ins = dels = 0
     for row in out.splitlines():
         added, deleted, _ = row.split("\t", 2)

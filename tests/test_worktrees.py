@@ -1,0 +1,416 @@
+"""Pooled worktrees on real repos: nothing of one bead reaches the next, threads, crashes."""
+from __future__ import annotations
+
+import os
+import random
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gastown import git as gitmod
+from gastown import worktrees
+from tests.conftest import git, make_repo
+
+BASE_FILES = {
+    ".gitignore": "build/\n__pycache__/\n*.log\n",
+    "README.md": "base\n",
+    "src/app.py": "print('app')\n",
+    "src/util.py": "X = 1\n",
+    "run.sh": "echo run\n",
+    "data": "a file where a bead makes a directory\n",
+}
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    repo = make_repo(tmp_path / "repo", BASE_FILES)
+    worktrees.ensure_excluded(repo)
+    return repo
+
+
+def commit_on_main(root: Path, files: dict[str, str], message: str = "merged bead") -> str:
+    """A new integration tip changing `files` (what a merged bead does), made without a
+    checkout."""
+    index = root / ".git" / "tmp-index"
+    env = {"GIT_INDEX_FILE": str(index)}
+    gitmod.run("read-tree", "main", cwd=root, env=env)
+    for name, text in files.items():
+        blob = gitmod.out("hash-object", "-w", "--stdin", cwd=root, input=text)
+        gitmod.run("update-index", "--add", "--cacheinfo", f"100644,{blob},{name}", cwd=root,
+                   env=env)
+    tree = gitmod.out("write-tree", cwd=root, env=env)
+    commit = gitmod.out("commit-tree", tree, "-p", "main", "-m", message, cwd=root)
+    git(root, "update-ref", "refs/heads/main", commit)
+    index.unlink()
+    return commit
+
+
+def files_on_disk(path: Path) -> set[str]:
+    found = set()
+    for dirpath, dirnames, filenames in os.walk(path):
+        dirnames[:] = [d for d in dirnames if not (Path(dirpath) == path and d == ".git")]
+        rel = Path(dirpath).relative_to(path)
+        found |= {str(rel / name) for name in filenames if not (rel == Path() and name == ".git")}
+        found |= {str(rel / d) + "/" for d in dirnames
+                  if not os.listdir(Path(dirpath) / d)}  # empty directories too
+    return found
+
+
+def assert_exactly(path: Path, commit: str, branch: str | None) -> None:
+    """The worktree holds `commit`'s tree and nothing else, on `branch`."""
+    assert git(path, "rev-parse", "HEAD") == commit
+    assert (git(path, "branch", "--show-current") or None) == branch
+    assert git(path, "status", "--porcelain", "--ignored", "--untracked-files=all") == ""
+    tracked = set(git(path, "ls-tree", "-r", "--name-only", commit).splitlines())
+    assert files_on_disk(path) == tracked
+    for name in tracked:
+        assert (path / name).read_bytes() == gitmod.run(
+            "cat-file", "blob", f"{commit}:{name}", cwd=path).stdout.encode()
+
+
+def pooled(root: Path) -> list[Path]:
+    pool = worktrees.pool_dir(root)
+    return sorted(p for p in pool.iterdir() if p.is_dir()) if pool.is_dir() else []
+
+
+def registered(root: Path) -> list[str]:
+    out = git(root, "worktree", "list", "--porcelain")
+    return [line.split(" ", 1)[1] for line in out.splitlines() if line.startswith("worktree ")]
+
+
+def dirty_everything(tree: Path) -> None:
+    """Every kind of leftover a bead can leave: tracked edits and deletions, staged and
+    committed files, untracked and ignored files, nested dirs and repositories, a file made a
+    directory, a mode change, a symlink."""
+    (tree / "src" / "app.py").write_text("print('changed')\n")
+    (tree / "README.md").unlink()
+    (tree / "committed.txt").write_text("bead work\n")
+    git(tree, "add", "committed.txt")
+    git(tree, "commit", "-q", "-m", "bead work")
+    (tree / "staged.txt").write_text("staged\n")
+    git(tree, "add", "staged.txt")
+    (tree / "untracked.txt").write_text("untracked\n")
+    (tree / "src" / "__pycache__").mkdir()
+    (tree / "src" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"\0pyc")
+    (tree / "build" / "deep" / "er").mkdir(parents=True)
+    (tree / "build" / "deep" / "er" / "out.o").write_bytes(b"\0obj")
+    (tree / "notes" / "a" / "b").mkdir(parents=True)
+    (tree / "notes" / "a" / "b" / "todo.txt").write_text("nested untracked\n")
+    (tree / "empty" / "dir").mkdir(parents=True)
+    (tree / "debug.log").write_text("ignored\n")
+    git(tree, "init", "-q", "vendored")
+    (tree / "vendored" / "lib.c").write_text("int x;\n")
+    (tree / "data").unlink()
+    (tree / "data" / "inside").mkdir(parents=True)
+    (tree / "src" / "new_in_base.py").write_text("the bead's version\n")
+    (tree / "run.sh").chmod(0o755)
+    (tree / "src" / "util.py").unlink()
+    (tree / "src" / "util.py").symlink_to("/etc/hostname")
+
+
+def test_a_pooled_worktree_has_exactly_the_next_beads_base(root: Path) -> None:
+    base = git(root, "rev-parse", "main")
+    first = worktrees.add(root, "one", base, branch="gas/one")
+    assert_exactly(first, base, "gas/one")
+    dirty_everything(first)
+    inode = first.stat().st_ino
+    worktrees.remove(root, first)
+    assert not first.exists()
+    assert len(pooled(root)) == 1
+    git(root, "branch", "-D", "gas/one")  # the pooled worktree is detached: nothing blocks it
+    new_base = commit_on_main(root, {"src/new_in_base.py": "the base's version\n",
+                                     "src/app.py": "print('merged')\n"})
+
+    second = worktrees.add(root, "two", new_base, branch="gas/two")
+
+    assert second.stat().st_ino == inode, "the pooled worktree was reused"
+    assert pooled(root) == []
+    assert_exactly(second, new_base, "gas/two")
+    assert os.stat(second / "run.sh").st_mode & 0o111 == 0
+    assert worktrees.leftovers(root) == ["two"]
+
+
+def test_a_detached_add_from_the_pool(root: Path) -> None:
+    tree = worktrees.add(root, "one", "main", branch="gas/one")
+    dirty_everything(tree)
+    worktrees.remove(root, tree)
+    tip = commit_on_main(root, {"z.txt": "z\n"})
+    refinery = worktrees.add(root, "_refinery", tip, branch=None)
+    assert_exactly(refinery, tip, None)
+
+
+def test_an_operation_in_progress_does_not_follow_the_worktree(root: Path) -> None:
+    tree = worktrees.add(root, "one", "main", branch="gas/one")
+    (tree / "README.md").write_text("ours\n")
+    git(tree, "commit", "-qam", "ours")
+    git(tree, "checkout", "-q", "-b", "side", "main")
+    (tree / "README.md").write_text("theirs\n")
+    git(tree, "commit", "-qam", "theirs")
+    proc = gitmod.run("rebase", "gas/one", cwd=tree, check=False)
+    assert proc.returncode != 0  # a conflicted rebase, left in progress
+    admin = Path(git(tree, "rev-parse", "--absolute-git-dir"))
+    assert (admin / "rebase-merge").is_dir()
+    worktrees.remove(root, tree)
+    git(root, "branch", "-D", "side")
+
+    again = worktrees.add(root, "two", "main", branch="gas/two")
+
+    assert_exactly(again, git(root, "rev-parse", "main"), "gas/two")
+    assert "rebase" not in git(again, "status")
+    assert not list(admin.glob("*rebase*"))
+
+
+def test_a_flagged_index_is_not_trusted(root: Path) -> None:
+    """A bead that marks files skip-worktree or assume-unchanged would hide its edits from the
+    checkout: that worktree is deleted, and the next bead gets a fresh one."""
+    tree = worktrees.add(root, "one", "main", branch="gas/one")
+    git(tree, "update-index", "--skip-worktree", "src/app.py")
+    git(tree, "update-index", "--assume-unchanged", "README.md")
+    (tree / "src" / "app.py").write_text("hidden edit\n")
+    (tree / "README.md").write_text("hidden edit\n")
+    worktrees.remove(root, tree)
+
+    again = worktrees.add(root, "two", "main", branch="gas/two")
+
+    assert_exactly(again, git(root, "rev-parse", "main"), "gas/two")
+    assert git(again, "ls-files", "-v", "src/app.py", "README.md").split() == \
+        ["H", "README.md", "H", "src/app.py"]
+    assert len(registered(root)) == 2
+
+
+def test_the_pool_is_bounded(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(worktrees, "POOL_SIZE", 2)
+    trees = [worktrees.add(root, f"b{n}", "main", branch=f"gas/b{n}") for n in range(4)]
+    for tree in trees:
+        worktrees.remove(root, tree)
+    assert len(pooled(root)) == 2
+    assert len(registered(root)) == 3  # the main checkout and the two pooled
+    assert not (root / ".gastown" / "trash").exists() or \
+        not any((root / ".gastown" / "trash").iterdir())
+    for n in range(4):
+        git(root, "branch", "-D", f"gas/b{n}")
+
+
+def test_a_stale_bead_worktree_is_replaced(root: Path) -> None:
+    """add() over a worktree a stopped build left at the bead's path starts clean."""
+    tree = worktrees.add(root, "one", "main", branch="gas/one")
+    dirty_everything(tree)
+    tip = commit_on_main(root, {"z.txt": "z\n"})
+    again = worktrees.add(root, "one", tip, branch="gas/one")
+    assert again == tree
+    assert_exactly(again, tip, "gas/one")
+
+
+def test_eight_threads_adding_and_removing(root: Path) -> None:
+    bases = [git(root, "rev-parse", "main")]
+    bases += [commit_on_main(root, {f"src/m{n}.py": f"N = {n}\n"}) for n in range(3)]
+    errors: list[BaseException] = []
+
+    def bead(name: str, base: str) -> None:
+        tree = worktrees.add(root, name, base, branch=f"gas/{name}")
+        assert_exactly(tree, base, f"gas/{name}")
+        (tree / "build").mkdir()
+        (tree / "build" / name).write_text(name)
+        (tree / f"{name}.txt").write_text(name)
+        assert worktrees.commit_all(tree, name) is not None
+        (tree / "junk.txt").write_text(name)
+        worktrees.remove(root, tree)
+        git(root, "branch", "-D", f"gas/{name}")
+
+    def worker(n: int) -> None:
+        rng = random.Random(n)
+        try:
+            for k in range(4):
+                bead(f"t{n}-{k}", rng.choice(bases))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    pool = pooled(root)
+    assert 1 <= len(pool) <= 8
+    assert sorted(registered(root)) == sorted([str(root), *(str(p) for p in pool)])
+    assert worktrees.leftovers(root) == []
+    assert git(root, "for-each-ref", "refs/heads/gas/") == ""
+    for entry in pool:
+        assert git(entry, "branch", "--show-current") == ""
+    git(root, "worktree", "prune")
+    assert len(registered(root)) == 1 + len(pool)
+
+
+@pytest.fixture
+def crashed(root: Path) -> Iterator[tuple[Path, list[Path]]]:
+    """A pool as a kill -9 can leave it: an entry whose `.git` is gone, one renamed without
+    git (killed inside a move), a stale index lock, half-deleted trash; and an untracked file
+    in the main checkout that must survive whatever gastown does."""
+    trees = [worktrees.add(root, f"b{n}", "main", branch=f"gas/b{n}") for n in range(4)]
+    for tree in trees:
+        (tree / "build").mkdir()
+        (tree / "build" / "leak").write_text(tree.name)
+        worktrees.remove(root, tree)
+    one, two, three, four = pooled(root)
+    (one / ".git").unlink()
+    (one / "stray").write_text("stray\n")
+    two.rename(two.parent / "renamed")
+    admin = Path(git(three, "rev-parse", "--absolute-git-dir"))
+    (admin / "index.lock").write_text("")
+    (four / "build" / "leak").write_text("four")
+    trash = root / ".gastown" / "trash" / "left"
+    trash.mkdir(parents=True)
+    (trash / "file").write_text("x")
+    (root / "precious.txt").write_text("the user's\n")
+    yield root, [three, four]
+
+
+def test_unsound_pool_entries_are_never_used(crashed: tuple[Path, list[Path]]) -> None:
+    root, _ = crashed
+    tip = git(root, "rev-parse", "main")
+    trees = [worktrees.add(root, f"c{n}", tip, branch=f"gas/c{n}") for n in range(4)]
+    for tree in trees:
+        assert_exactly(tree, tip, f"gas/{tree.name}")
+    assert (root / "precious.txt").read_text() == "the user's\n"
+    assert git(root, "status", "--porcelain") == "?? precious.txt"
+
+
+def test_prune_drops_what_a_crash_left(crashed: tuple[Path, list[Path]]) -> None:
+    root, sound = crashed
+    worktrees.prune(root)
+    assert pooled(root) == sound
+    assert list((root / ".gastown" / "trash").iterdir()) == []
+    assert sorted(registered(root)) == sorted([str(root), *(str(p) for p in pooled(root))])
+    assert (root / "precious.txt").exists()
+
+
+def test_git_in_a_worktree_without_its_git_file_stops(root: Path) -> None:
+    """Without `.git`, git would walk up to the main checkout and reset and clean that."""
+    tree = worktrees.add(root, "one", "main", branch="gas/one")
+    (tree / ".git").unlink()
+    (root / "precious.txt").write_text("the user's\n")
+    with pytest.raises(gitmod.GitError):
+        worktrees.reset(tree, "main")
+    with pytest.raises(gitmod.GitError):
+        worktrees.commit_all(tree, "oops")
+    assert (root / "precious.txt").exists()
+    worktrees.remove(root, tree)
+    assert not tree.exists()
+    assert (root / "precious.txt").exists()
+
+
+# -- gas build with pooling ---------------------------------------------------------------------
+
+# Each bead fails its own run when anything an earlier bead left (ignored build output, a
+# __pycache__, an untracked log) is in its worktree.
+RUN = ("test ! -e build && test ! -e __pycache__ && test ! -e debug.log && "
+       "mkdir -p build __pycache__ && echo {id} > build/out && echo {id} > __pycache__/x.pyc && "
+       "echo {id} > debug.log && echo {id} > {id}.txt")
+
+
+def gasfile(ids: list[str], then: list[str] | None = None) -> str:
+    """`ids` at once, then `then` once all of them have merged."""
+    def items(names: list[str], needs: str = "") -> str:
+        return "\n".join(f'      - {{id: {i}, run: "{RUN.format(id=i)}"{needs}}}'
+                         for i in names)
+    text = ("version: 1\nproject: {base: main, into: staging, parallel: 3}\n"
+            "roles:\n  polecat: {runner: command, max_attempts: 1}\n"
+            f"backlogs:\n  first:\n    items:\n{items(ids)}\n")
+    if then:
+        text += f"  then:\n    items:\n{items(then, ', needs: [first]')}\n"
+    return text
+
+
+def test_gas_build_reuses_worktrees_and_leaks_nothing(tmp_path: Path, gas,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    first, then = [f"b{n}" for n in range(8)], ["c1", "c2", "c3"]
+    repo = make_repo(tmp_path / "repo", {"Gasfile.yaml": gasfile(first, then),
+                                         ".gitignore": "build/\n__pycache__/\n*.log\n"})
+    fresh: list[str] = []
+    real_fresh = worktrees._fresh
+
+    def counting(root: Path, path: Path, start: str, branch: str | None) -> None:
+        fresh.append(path.name)
+        real_fresh(root, path, start, branch)
+
+    monkeypatch.setattr(worktrees, "_fresh", counting)
+    result = gas(repo, "build", "--plain")
+    assert result.code == 0, result
+    for bead in first + then:
+        assert git(repo, "show", f"staging:{bead}.txt") == bead
+    assert not set(fresh) & set(then), fresh  # all of them came from the pool
+    assert len(fresh) <= len(first)
+    assert worktrees.leftovers(repo) == []
+    assert sorted(registered(repo)) == sorted([str(repo), *(str(p) for p in pooled(repo))])
+    assert git(repo, "for-each-ref", "refs/heads/gas/") == ""
+
+
+def test_gas_build_after_a_crash_left_pool(tmp_path: Path, gas) -> None:
+    repo = make_repo(tmp_path / "repo", {"Gasfile.yaml": gasfile(["a1", "a2", "a3"]),
+                                         ".gitignore": "build/\n__pycache__/\n*.log\n"})
+    assert gas(repo, "build", "--plain").code == 0
+    trees = [worktrees.add(repo, f"x{n}", "staging", branch=None) for n in range(4)]
+    for tree in trees:
+        (tree / "build").mkdir()
+        (tree / "debug.log").write_text("left\n")
+        worktrees.remove(repo, tree)
+    one, two, three, *_ = pooled(repo)
+    (one / ".git").unlink()
+    two.rename(worktrees.worktree_dir(repo, "b1"))  # killed while moving to a bead's path
+    (Path(git(three, "rev-parse", "--absolute-git-dir")) / "index.lock").write_text("")
+    (repo / "precious.txt").write_text("the user's\n")
+
+    (repo / "Gasfile.yaml").write_text(gasfile([f"b{n}" for n in range(6)]))
+    result = gas(repo, "build", "--plain")
+
+    assert result.code == 0, result
+    assert (repo / "precious.txt").read_text() == "the user's\n"
+    assert worktrees.leftovers(repo) == []
+    assert sorted(registered(repo)) == sorted([str(repo), *(str(p) for p in pooled(repo))])
+    for entry in pooled(repo):
+        assert (entry / ".git").is_file()
+
+
+def test_a_stale_packed_refs_lock_is_cleared(root: Path) -> None:
+    """A git killed while deleting a branch leaves packed-refs.lock, and every later branch
+    deletion fails; one a live git holds (gone within the wait) is left alone."""
+    lock = root / ".git" / "packed-refs.lock"
+    lock.write_text("")
+    os.utime(lock, (1, 1))
+    assert worktrees.clear_ref_locks(root, []) == ["packed-refs.lock"]
+    assert not lock.exists()
+    lock.write_text("")
+    threading.Timer(0.2, lock.unlink).start()
+    assert worktrees.clear_ref_locks(root, []) == []
+
+
+def test_the_bench_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.worktrees import main
+
+    main(["--files", "300", "--beads", "2", "--parallel", "2", "--rounds", "1"])
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("pool vs fresh: sequential "), last
+    assert last.endswith("x") and ", 2 at once " in last, last
+
+
+def test_a_worktree_with_a_submodule_checked_out_is_not_pooled(tmp_path: Path) -> None:
+    """`git clean` does not empty a checked-out submodule: such a worktree is deleted."""
+    lib = make_repo(tmp_path / "lib", {"lib.c": "int lib;\n"})
+    root = make_repo(tmp_path / "repo", BASE_FILES)
+    git(root, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(lib), "lib")
+    git(root, "commit", "-qm", "a submodule")
+    tree = worktrees.add(root, "one", "main", branch="gas/one")
+    assert list((tree / "lib").iterdir()) == []
+    git(tree, "-c", "protocol.file.allow=always", "submodule", "update", "-q", "--init")
+    assert (tree / "lib" / "lib.c").exists()
+    worktrees.remove(root, tree)
+    assert pooled(root) == []
+    assert registered(root) == [str(root)]
+
+    again = worktrees.add(root, "two", "main", branch="gas/two")
+
+    assert list((again / "lib").iterdir()) == []
