@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -116,6 +116,10 @@ class Ledger:
         self._loaded_tip: str | None = None
         self._lock_path: Path | None = None  # serialises writers across gastown processes
         self._prefetched: _Prefetch | None = None
+        # What the last write made: its commit and every tree on the paths it rewrote, so the
+        # next write needs neither rev-parse nor cat-file (a stale guess fails the CAS).
+        self._written: str | None = None
+        self._trees = _TreeCache()
 
     def tip(self) -> str | None:
         return git.rev(self.ref, cwd=self.repo)
@@ -227,15 +231,21 @@ class Ledger:
         blobs = self._hash([_dump(r) for r in records])
         changes = {record_path(r["id"]): blob for r, blob in zip(records, blobs, strict=True)}
         with self._lock, _flocked(self._lock_file()):
+            tip = self._written or self._start()
             for attempt in range(MAX_TRIES):
-                tip = self._start()
-                commit = self._commit(self._tree(tip, changes), tip, message)
+                root = self._tree(tip, changes)
+                commit = self._commit(root, tip, message)
                 refused = self._cas(commit, tip)
                 if refused is None:
                     self._remember(records, tip, commit)
+                    self._written = commit
+                    self._trees.tips[commit] = root
                     return commit
                 # A writer outside our lock moved the branch: rebuild on its tip.
-                time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+                self._written = None
+                if attempt:
+                    time.sleep(random.uniform(0, 0.002 * attempt))
+                tip = self._start()
         raise LedgerError(f"could not move {self.ref} in {MAX_TRIES} tries: {refused}")
 
     def _lock_file(self) -> Path:
@@ -251,18 +261,40 @@ class Ledger:
         self._loaded_tip = commit
 
     def _tree(self, tip: str, changes: dict[str, str]) -> str:
-        """The tip's tree with `changes` (path -> blob), rewriting only the trees on their paths."""
+        """The tip's tree with `changes` (path -> blob), rewriting only the trees on their paths:
+        the new trees' ids are computed here and all of them written by one git process."""
         shards = _by_shard(changes)
-        meta, *raw = self._cat([f"{tip}:meta.json", f"{tip}^{{tree}}", f"{tip}:beads",
-                                *(f"{tip}:beads/{shard}" for shard in shards)])
-        _check_meta(meta, self.ref)
-        root, beads, *old = (_entries(tree, len(tip) // 2) for tree in raw)
-        merged = [{**was, **new} for was, new in zip(old, shards.values(), strict=True)]
-        trees = self._mktree(merged)
-        beads.update((shard, (_TREE, oid)) for shard, oid in zip(shards, trees, strict=True))
-        [beads_tree] = self._mktree([beads])
-        [root_tree] = self._mktree([{**root, "beads": (_TREE, beads_tree)}])
-        return root_tree
+        root, beads, old = self._old_trees(tip, list(shards))
+        trees = [{**was, **new} for was, new in zip(old, shards.values(), strict=True)]
+        ids = [_tree_id(tree, len(tip)) for tree in trees]
+        beads = {**beads, **{shard: (_TREE, oid) for shard, oid in zip(shards, ids, strict=True)}}
+        ids.append(_tree_id(beads, len(tip)))
+        root = {**root, "beads": (_TREE, ids[-1])}
+        ids.append(_tree_id(root, len(tip)))
+        trees += [beads, root]
+        written = self._mktree(trees)
+        if written != ids:  # git and this code disagree on the tree format: do not guess
+            raise LedgerError(f"git wrote ledger trees {written}, expected {ids}")
+        self._trees.keep(zip(ids, trees, strict=True))
+        return ids[-1]
+
+    def _old_trees(self, tip: str, shards: list[str]) -> tuple[Entries, Entries, list[Entries]]:
+        """`tip`'s root and beads/ trees and the named shard trees: from what this process
+        wrote or read before where it can, the rest read by one git process."""
+        root = self._trees.get(self._trees.tips.get(tip))
+        beads = self._trees.get(root["beads"][1]) if root and "beads" in root else None
+        if root is None or beads is None:
+            meta, raw_root, raw_beads = self._cat([f"{tip}:meta.json", f"{tip}^{{tree}}",
+                                                   f"{tip}:beads"])
+            _check_meta(meta, self.ref)
+            root, beads = _entries(raw_root, len(tip) // 2), _entries(raw_beads, len(tip) // 2)
+        unknown = [beads[s][1] for s in shards if s in beads and beads[s][1] not in self._trees]
+        if unknown:
+            raw = self._cat(unknown)
+            self._trees.keep((oid, _entries(tree, len(tip) // 2))
+                             for oid, tree in zip(unknown, raw, strict=True))
+        return root, beads, [self._trees.get(beads[s][1]) or {} if s in beads else {}
+                             for s in shards]
 
     # -- git -----------------------------------------------------------------------------------
 
@@ -304,6 +336,41 @@ class Ledger:
         proc = git.run("update-ref", "-m", "gastown ledger", self.ref, new, old or "",
                        cwd=self.repo, check=False)
         return None if proc.returncode == 0 else proc.stderr.strip() or "update-ref failed"
+
+
+class _TreeCache:
+    """Ledger trees this process wrote or read, by id, and the root tree of each ledger commit
+    it made (git objects never change, so an id's entries are good forever)."""
+
+    LIMIT = 4096
+
+    def __init__(self) -> None:
+        self.tips: dict[str, str] = {}
+        self.trees: dict[str, Entries] = {}
+
+    def __contains__(self, oid: str) -> bool:
+        return oid in self.trees
+
+    def get(self, oid: str | None) -> Entries | None:
+        return self.trees.get(oid) if oid else None
+
+    def keep(self, trees: Iterable[tuple[str, Entries]]) -> None:
+        if len(self.trees) > self.LIMIT:
+            self.trees.clear()
+            self.tips.clear()
+        self.trees.update(trees)
+
+
+def _tree_id(tree: Entries, hex_size: int) -> str:
+    """The object id git gives this tree (entries sorted as git sorts them: a subtree's name
+    compares as if it ended in '/')."""
+    def key(name: str) -> bytes:
+        return name.encode() + (b"/" if tree[name][0] == _TREE else b"")
+
+    body = b"".join(f"{tree[name][0]} {name}".encode() + b"\0" + bytes.fromhex(tree[name][1])
+                    for name in sorted(tree, key=key))
+    digest = hashlib.sha1 if hex_size == 40 else hashlib.sha256
+    return digest(b"tree %d\0" % len(body) + body).hexdigest()
 
 
 class _Prefetch:

@@ -24,9 +24,11 @@ class _Tally:
 def run_bead(floor: Floor, bead: Bead) -> bool:
     """The doit action for one bead: True when it merged."""
     if floor.draining.is_set():
+        floor.slots.forfeit(bead.id)
         floor.stats.hold(bead.id)
         return False
     if floor.costs.exhausted():
+        floor.slots.forfeit(bead.id)
         floor.stats.hold(bead.id)
         floor.console.say("Mayor", f"BUDGET spent: {bead.id} not dispatched")
         return False
@@ -38,7 +40,7 @@ def run_bead(floor: Floor, bead: Bead) -> bool:
         approved, reason = _lifecycle(floor, bead, actor)
         if approved:
             # The slot is for agent work: the next polecat starts while this bead merges.
-            floor.slots.give(slot)  # type: ignore[arg-type]
+            floor.slots.pass_on(slot, bead.id)  # type: ignore[arg-type]
             slot = None
             merged = _refine(floor, bead, worktrees.worktree_dir(floor.root, bead.id))
     except Exception as exc:  # a bug or a broken repo must fail this bead, not the whole run
@@ -46,6 +48,7 @@ def run_bead(floor: Floor, bead: Bead) -> bool:
         _crash_note(floor, bead, traceback.format_exc())
         _safe_fail(floor, bead, reason)
     finally:
+        floor.slots.settle(bead.id, merged)
         floor.stats.finish(bead.id, merged, reason)
         if slot is not None:
             floor.slots.give(slot)

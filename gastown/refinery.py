@@ -185,10 +185,10 @@ class Refinery:
         return self.path
 
     def _reset(self, path: Path, tip: str) -> None:
-        for args in (("merge", "--abort"), ("rebase", "--abort"), ("cherry-pick", "--abort")):
-            git.run(*args, cwd=path, check=False)
+        """At `tip`, clean, no merge or cherry-pick left half done."""
+        worktrees.forget_operations(path)
         git.run("checkout", "--quiet", "--force", "--detach", tip, cwd=path)
-        worktrees.reset(path, tip)
+        git.run("clean", "-ffdxq", cwd=path)
 
     def _combine(self, path: Path, bead: Bead, branch: str) -> str | None:
         """Put the bead's work on top of HEAD; a conflict comes back as a reason."""
@@ -201,7 +201,7 @@ class Refinery:
                        ("commit", "--amend", "--no-verify", "-q", "-m", single)],
         }
         for args in steps[self.strategy]:
-            proc = git.run(*args, cwd=path, env=self.env, check=False)
+            proc = git.run(*git.NO_AUTO_GC, *args, cwd=path, env=self.env, check=False)
             if proc.returncode != 0:
                 return self._conflict_reason(path, proc.stdout + proc.stderr)
         return None

@@ -162,6 +162,18 @@ def _forget_operations(path: Path) -> None:
         raise _Unsound(f"{path}: not a worktree")
     if (admin / "modules").exists():  # git clean does not empty a checked-out submodule
         raise _Unsound(f"{path}: submodules checked out")
+    _clear_admin(admin)
+
+
+def forget_operations(path: Path) -> None:
+    """No merge, rebase, cherry-pick or bisect in progress in the linked worktree `path` any
+    more (what `git merge --abort` and friends would end, in one go and without a process)."""
+    admin = _admin_dir(path)
+    if admin is not None:
+        _clear_admin(admin)
+
+
+def _clear_admin(admin: Path) -> None:
     for item in admin.iterdir():
         if item.name in _ADMIN_KEEP or item.name.startswith("sharedindex."):
             continue
@@ -330,15 +342,24 @@ def commit_all(worktree: Path, message: str) -> str | None:
     """Commit everything the polecat changed; None when there was nothing to commit."""
     env = _confined(worktree)
     git.run("add", "-A", cwd=worktree, env=env)
-    if git.run("diff", "--cached", "--quiet", cwd=worktree, env=env, check=False).returncode == 0:
-        return None
-    git.run("commit", "--quiet", "--no-verify", "-m", message, cwd=worktree,
-            env={**env, **identity_env(_top(worktree))})
+    done = git.run(*git.NO_AUTO_GC, "commit", "--quiet", "--no-verify", "-m", message, cwd=worktree,
+                   env={**env, **identity_env(_top(worktree))}, check=False)
+    if done.returncode != 0:
+        if git.run("diff", "--cached", "--quiet", cwd=worktree, env=env,
+                   check=False).returncode == 0:
+            return None  # nothing to commit
+        raise git.GitError(["commit"], done.returncode, done.stdout + done.stderr)
     return git.out("rev-parse", "HEAD", cwd=worktree, env=env)
 
 
 def _top(worktree: Path) -> Path:
-    return common_dir(worktree).parent
+    """The main checkout of a linked worktree, read from its admin files (no git process)."""
+    admin = _admin_dir(worktree)
+    try:
+        common = admin / (admin / "commondir").read_text().strip() if admin else None
+    except OSError:
+        common = None
+    return (common.resolve() if common else common_dir(worktree)).parent
 
 
 def diff_stat(worktree: Path, base: str) -> tuple[int, int, int]:

@@ -235,3 +235,28 @@ def test_absent_branch_and_foreign_branch(repo: Path) -> None:
         Ledger(repo, branch="not-a-ledger").load()
     with pytest.raises(LedgerError):
         Ledger(repo, branch="not-a-ledger").put(rec("x"), "x")
+
+
+def test_a_warm_write_is_four_git_processes_and_fsck_clean(repo: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once this process wrote (or read) the trees on a record's path, a write is hash-object,
+    mktree, commit-tree and update-ref: the tree ids are computed by gastown and must be the
+    ones git writes."""
+    ledger = Ledger(repo)
+    records = {f"w-{i}": rec(f"w-{i}") for i in range(30)}
+    ledger.put_many(list(records.values()), "start")
+    ledger.put(transition(records["w-0"], bead_id="w-0", state="review"), "w-0: review")
+    calls = tmp_path / "calls.log"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "git"
+    wrapper.write_text(f'#!/bin/sh\necho "$1" >> "{calls}"\nexec "{shutil.which("git")}" "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    for state in ("merging", "merged"):
+        ledger.put(transition(records["w-0"], bead_id="w-0", state=state), f"w-0: {state}")
+    assert calls.read_text().split() == ["hash-object", "mktree", "commit-tree", "update-ref"] * 2
+    monkeypatch.undo()
+    assert git(repo, "fsck", "--strict", "--no-dangling") == ""
+    fresh = Ledger(repo).load()
+    assert fresh["w-0"]["state"] == "merged" and len(fresh) == 30

@@ -112,7 +112,10 @@ def _build(loaded: Loaded, ledger: Ledger, console: Console, only: list[str],
     if runset.order:  # a no-op build builds no graph
         from gastown.graph.priority import priorities
 
-        floor.slots.priority = priorities(loaded.plan.graph, runset.order, ledger.load())
+        running = set(runset.order)
+        floor.slots.plan(priorities(loaded.plan.graph, runset.order, ledger.load()),
+                         {b: [n for n in loaded.plan.beads[b].needs if n in running]
+                          for b in runset.order})
     _announce(floor, runset)
     console.start_run(len(runset.order), floor.stats)
     try:
@@ -123,6 +126,8 @@ def _build(loaded: Loaded, ledger: Ledger, console: Console, only: list[str],
         console.say("Mayor", f"ERROR {error}")
     if not interrupted and not floor.stats.held:
         _mark_blocked(floor, runset)
+    if runset.order and not interrupted:
+        git.maintain(floor.root)
     wall = time.monotonic() - started
     for line in summary(floor.stats, selected=len(runset.selected),
                         skipped=len(runset.skipped), wall=wall):
