@@ -1,8 +1,11 @@
 """The one way gastown calls git: a clean environment, text in and out, errors with stderr."""
 from __future__ import annotations
 
+import hashlib
 import os
+import struct
 import subprocess
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -91,6 +94,36 @@ def rev(ref: str, *, cwd: str | Path) -> str | None:
     """The commit a ref names, or None when it does not exist."""
     proc = run("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", cwd=cwd, check=False)
     return proc.stdout.strip() or None
+
+
+_PACK_TYPES = {"commit": 1, "tree": 2, "blob": 3}
+
+
+def object_id(kind: str, body: bytes, hex_size: int = 40) -> str:
+    """The id git gives an object (sha1, or sha256 in a repository of 64-hex ids)."""
+    digest = hashlib.sha1 if hex_size == 40 else hashlib.sha256
+    return digest(b"%s %d\0" % (kind.encode(), len(body)) + body).hexdigest()
+
+
+def store(objects: Sequence[tuple[str, bytes]], *, cwd: str | Path,
+          hex_size: int = 40) -> list[str]:
+    """Write (kind, body) objects with one git process (a pack handed to `unpack-objects`,
+    which writes them as loose objects); return their ids."""
+    digest = hashlib.sha1 if hex_size == 40 else hashlib.sha256
+    pack = bytearray(b"PACK" + struct.pack(">II", 2, len(objects)))
+    for kind, body in objects:
+        size, byte = len(body) >> 4, (_PACK_TYPES[kind] << 4) | (len(body) & 0x0F)
+        while size:
+            pack.append(byte | 0x80)
+            byte, size = size & 0x7F, size >> 7
+        pack.append(byte)
+        pack += zlib.compress(body, 1)
+    pack += digest(pack).digest()
+    proc = subprocess.run(["git", "unpack-objects", "-q"], cwd=cwd, env=clean_env(),
+                          input=bytes(pack), capture_output=True)
+    if proc.returncode != 0:
+        raise GitError(["unpack-objects"], proc.returncode, proc.stderr.decode(errors="replace"))
+    return [object_id(kind, body, hex_size) for kind, body in objects]
 
 
 def maintain(cwd: str | Path) -> None:

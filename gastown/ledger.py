@@ -15,8 +15,10 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -120,6 +122,9 @@ class Ledger:
         # next write needs neither rev-parse nor cat-file (a stale guess fails the CAS).
         self._written: str | None = None
         self._trees = _TreeCache()
+        self._group = threading.Condition()
+        self._queue: deque[_Pending] = deque()  # puts waiting for the next group commit
+        self._leading = False  # a thread is writing a group commit
 
     def tip(self) -> str | None:
         return git.rev(self.ref, cwd=self.repo)
@@ -209,14 +214,65 @@ class Ledger:
         if bead_id is not None:
             args += ["--", f":(top,literal){record_path(bead_id)}"]
         text = git.out(*args, cwd=self.repo)
-        return [_log_entry(chunk) for chunk in text.split("\0") if chunk.strip()]
+        return [_log_entry(chunk, bead_id) for chunk in text.split("\0") if chunk.strip()]
 
     # -- writing -------------------------------------------------------------------------------
 
     def put(self, record: dict[str, Any], message: str) -> str:
-        """Write one record as one commit; return the commit."""
-        trailer = f"{TRAILER}: {record['id']}"
-        return self._write([record], f"{message.rstrip()}\n\n{trailer}\n")
+        """Write one record; return the commit once it is on the branch. Records that threads
+        of this process put at the same moment share one commit (a group commit: its message
+        has one line per record), so that a burst of transitions (a wave of beads starting or
+        merging together) does not queue up behind the lock one commit at a time."""
+        entry = _Pending(record, message)
+        with self._group:
+            self._queue.append(entry)
+            self._group.notify_all()  # lets observers (tests) see the queue change
+            while not entry.done:
+                if self._leading:
+                    self._group.wait()
+                    continue
+                self._leading = True
+                batch = self._next_group()
+                self._group.notify_all()
+                self._group.release()
+                try:
+                    self._write_group(batch)
+                finally:
+                    self._group.acquire()
+                    self._leading = False
+                    self._group.notify_all()
+        if entry.error is not None:
+            raise entry.error
+        assert entry.commit is not None
+        return entry.commit
+
+    def _next_group(self) -> list[_Pending]:
+        """The queued puts, oldest first, up to the first bead that comes twice."""
+        batch: list[_Pending] = []
+        ids: set[str] = set()
+        while self._queue and self._queue[0].record["id"] not in ids:
+            batch.append(self._queue.popleft())
+            ids.add(batch[-1].record["id"])
+        return batch
+
+    def _write_group(self, batch: list[_Pending]) -> None:
+        if len(batch) == 1:
+            lines = batch[0].message.rstrip()
+        else:  # a subject for `git log --oneline`, then one line per record
+            each = [" ".join(entry.message.split()) for entry in batch]
+            subject = ", ".join(f"{e.record['id']} {e.record['state']}" for e in batch)
+            if len(subject) > 100:
+                subject = subject[:97] + "..."
+            lines = "\n".join([f"{len(batch)} transitions: {subject}", "", *each])
+        trailers = "\n".join(f"{TRAILER}: {entry.record['id']}" for entry in batch)
+        try:
+            commit = self._write([entry.record for entry in batch], f"{lines}\n\n{trailers}\n")
+        except Exception as exc:
+            for entry in batch:
+                entry.error = exc
+        else:
+            for entry in batch:
+                entry.commit = commit
 
     def put_many(self, records: list[dict[str, Any]], message: str) -> str:
         """Write several records as one commit; return it (the tip when there is nothing)."""
@@ -228,13 +284,11 @@ class Ledger:
         return self._write(records, f"{message.rstrip()}\n")
 
     def _write(self, records: list[dict[str, Any]], message: str) -> str:
-        blobs = self._hash([_dump(r) for r in records])
-        changes = {record_path(r["id"]): blob for r, blob in zip(records, blobs, strict=True)}
+        texts = [_dump(r).encode() for r in records]
         with self._lock, _flocked(self._lock_file()):
             tip = self._written or self._start()
             for attempt in range(MAX_TRIES):
-                root = self._tree(tip, changes)
-                commit = self._commit(root, tip, message)
+                commit, root = self._store(tip, records, texts, message)
                 refused = self._cas(commit, tip)
                 if refused is None:
                     self._remember(records, tip, commit)
@@ -248,6 +302,21 @@ class Ledger:
                 tip = self._start()
         raise LedgerError(f"could not move {self.ref} in {MAX_TRIES} tries: {refused}")
 
+    def _store(self, tip: str, records: list[dict[str, Any]], texts: list[bytes],
+               message: str) -> tuple[str, str]:
+        """The records' blobs, the trees on their paths and a commit on `tip`, all written by
+        one git process: (commit, root tree)."""
+        size = len(tip)
+        blobs = [git.object_id("blob", text, size) for text in texts]
+        changes = {record_path(r["id"]): blob for r, blob in zip(records, blobs, strict=True)}
+        trees = self._trees_with(tip, changes)
+        root = trees[-1][0]
+        commit = _commit_object(root, tip, message)
+        objects = [*(("blob", text) for text in texts),
+                   *(("tree", body) for _, body in trees), ("commit", commit)]
+        ids = git.store(objects, cwd=self.repo, hex_size=size)
+        return ids[-1], root
+
     def _lock_file(self) -> Path:
         if self._lock_path is None:
             self._lock_path = common_dir(self.repo) / "gastown" / "ledger.lock"
@@ -260,23 +329,23 @@ class Ledger:
         self._records.update({r["id"]: copy.deepcopy(r) for r in records})
         self._loaded_tip = commit
 
-    def _tree(self, tip: str, changes: dict[str, str]) -> str:
-        """The tip's tree with `changes` (path -> blob), rewriting only the trees on their paths:
-        the new trees' ids are computed here and all of them written by one git process."""
+    def _trees_with(self, tip: str, changes: dict[str, str]) -> list[tuple[str, bytes]]:
+        """(id, body) of the trees that change when `changes` (path -> blob) go into the tip's
+        tree: the shards on their paths, beads/, then the root (last)."""
         shards = _by_shard(changes)
         root, beads, old = self._old_trees(tip, list(shards))
         trees = [{**was, **new} for was, new in zip(old, shards.values(), strict=True)]
-        ids = [_tree_id(tree, len(tip)) for tree in trees]
+        bodies = [_tree_body(tree) for tree in trees]
+        ids = [git.object_id("tree", body, len(tip)) for body in bodies]
         beads = {**beads, **{shard: (_TREE, oid) for shard, oid in zip(shards, ids, strict=True)}}
-        ids.append(_tree_id(beads, len(tip)))
+        bodies.append(_tree_body(beads))
+        ids.append(git.object_id("tree", bodies[-1], len(tip)))
         root = {**root, "beads": (_TREE, ids[-1])}
-        ids.append(_tree_id(root, len(tip)))
+        bodies.append(_tree_body(root))
+        ids.append(git.object_id("tree", bodies[-1], len(tip)))
         trees += [beads, root]
-        written = self._mktree(trees)
-        if written != ids:  # git and this code disagree on the tree format: do not guess
-            raise LedgerError(f"git wrote ledger trees {written}, expected {ids}")
         self._trees.keep(zip(ids, trees, strict=True))
-        return ids[-1]
+        return list(zip(ids, bodies, strict=True))
 
     def _old_trees(self, tip: str, shards: list[str]) -> tuple[Entries, Entries, list[Entries]]:
         """`tip`'s root and beads/ trees and the named shard trees: from what this process
@@ -338,6 +407,20 @@ class Ledger:
         return None if proc.returncode == 0 else proc.stderr.strip() or "update-ref failed"
 
 
+@dataclass(eq=False)
+class _Pending:
+    """A put() waiting for its group commit."""
+
+    record: dict[str, Any]
+    message: str
+    commit: str | None = None
+    error: Exception | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.commit is not None or self.error is not None
+
+
 class _TreeCache:
     """Ledger trees this process wrote or read, by id, and the root tree of each ledger commit
     it made (git objects never change, so an id's entries are good forever)."""
@@ -361,16 +444,23 @@ class _TreeCache:
         self.trees.update(trees)
 
 
-def _tree_id(tree: Entries, hex_size: int) -> str:
-    """The object id git gives this tree (entries sorted as git sorts them: a subtree's name
-    compares as if it ended in '/')."""
+def _tree_body(tree: Entries) -> bytes:
+    """A tree object's content (entries sorted as git sorts them: a subtree's name compares
+    as if it ended in '/')."""
     def key(name: str) -> bytes:
         return name.encode() + (b"/" if tree[name][0] == _TREE else b"")
 
-    body = b"".join(f"{tree[name][0]} {name}".encode() + b"\0" + bytes.fromhex(tree[name][1])
+    return b"".join(f"{tree[name][0]} {name}".encode() + b"\0" + bytes.fromhex(tree[name][1])
                     for name in sorted(tree, key=key))
-    digest = hashlib.sha1 if hex_size == 40 else hashlib.sha256
-    return digest(b"tree %d\0" % len(body) + body).hexdigest()
+
+
+def _commit_object(tree: str, parent: str, message: str) -> bytes:
+    """A ledger commit, as `git commit-tree` with IDENTITY would write it now."""
+    stamp = f"{int(time.time())} +0000"
+    author = f"{IDENTITY['GIT_AUTHOR_NAME']} <{IDENTITY['GIT_AUTHOR_EMAIL']}> {stamp}"
+    committer = f"{IDENTITY['GIT_COMMITTER_NAME']} <{IDENTITY['GIT_COMMITTER_EMAIL']}> {stamp}"
+    return (f"tree {tree}\nparent {parent}\nauthor {author}\ncommitter {committer}\n\n"
+            f"{message}").encode()
 
 
 class _Prefetch:
@@ -476,9 +566,15 @@ def _parse_record(data: bytes | None, path: str) -> dict[str, Any]:
     return value
 
 
-def _log_entry(chunk: str) -> dict[str, str]:
+def _log_entry(chunk: str, bead_id: str | None = None) -> dict[str, str]:
+    """One ledger commit, without its Gas-Bead trailers; for `bead_id`, of a group commit only
+    the line about that bead."""
     commit, at, message = chunk.lstrip("\n").split("\n", 2)
     body, _, last = message.rstrip("\n").rpartition("\n\n")
-    if body and last.startswith(f"{TRAILER}: ") and "\n" not in last:
+    trailers = last.splitlines()
+    if body and all(line.startswith(f"{TRAILER}: ") for line in trailers):
         message = body
+        if bead_id is not None and len(trailers) > 1:
+            mine = [line for line in body.splitlines() if line.startswith(f"{bead_id}: ")]
+            message = "\n".join(mine) or body
     return {"commit": commit, "at": _iso(datetime.fromisoformat(at)), "message": message.strip()}

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gastown import costs, git, ledger, polecat, runners, witness, worktrees
+from gastown import costs, ledger, polecat, runners, witness, worktrees
 from gastown.bead import Bead, State
 from gastown.floor import Floor
 
@@ -61,7 +61,7 @@ UNFINISHED = frozenset({State.RUNNING.value, State.REVIEW.value, State.REJECTED.
 
 def _lifecycle(floor: Floor, bead: Bead, actor: str) -> tuple[bool, str | None]:
     """The polecat and witness steps, with retries: (True, None) once approved."""
-    base = floor.refinery.tip()
+    base = floor.refinery.base()
     branch = worktrees.branch_name(bead.id)
     before = (floor.ledger.get(bead.id) or {}).get("state")
     tree = worktrees.add(floor.root, bead.id, base, branch=branch)
@@ -207,8 +207,8 @@ def _refine(floor: Floor, bead: Bead, tree: Path) -> bool:
     floor.console.say("Refinery", f"MERGE {branch} -> {into} ({result.commit[:10]})")
     floor.record(bead, State.MERGED, f"into {into} at {result.commit[:12]}",
                  merge_commit=result.commit, into=into, reason=None, timings=timings)
-    worktrees.remove(floor.root, tree)
-    git.run("branch", "-D", branch, cwd=floor.root, check=False)
+    worktrees.remove(floor.root, tree, keep=floor.slots.cap)
+    worktrees.delete_branch(floor.root, branch)
     return True
 
 

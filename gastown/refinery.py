@@ -70,11 +70,22 @@ class Refinery:
         self.queue: deque[_Ticket] = deque()
         self.running = False  # a bead thread is running a batch
         self.path: Path | None = None
+        self.known: str | None = None  # the tip of `into` when last read or moved
+        # The commit the refinery worktree is known to be exactly at (checked out, nothing
+        # else in it): a merge that succeeded and ran no CI leaves it so, and the next batch
+        # then needs no reset.
+        self.clean_at: str | None = None
 
     def tip(self) -> str:
         tip = git.rev(f"refs/heads/{self.into}", cwd=self.root)
         assert tip is not None, f"integration branch {self.into} vanished"
+        self.known = tip
         return tip
+
+    def base(self) -> str:
+        """Where a bead starting now starts: the tip as the refinery last read or moved it
+        (no git process; if someone else moved `into` since, the bead merges onto theirs)."""
+        return self.known or self.tip()
 
     def merge(self, bead: Bead, branch: str) -> MergeResult:
         """Merge one approved bead (blocks until its fate is known). Its thread may run the
@@ -96,7 +107,10 @@ class Refinery:
             if ticket.settled:
                 return None
             self.running = True  # an unsettled ticket is queued while no batch runs
-            return [self.queue.popleft() for _ in range(min(self.batch, len(self.queue)))]
+            # Without CI there is nothing to test together and nothing to bisect: everything
+            # queued is merged in one pass (one reset, one move of `into`).
+            limit = self.batch if self.ci else len(self.queue)
+            return [self.queue.popleft() for _ in range(min(limit, len(self.queue)))]
 
     def _run(self, batch: list[_Ticket]) -> None:
         try:
@@ -131,7 +145,9 @@ class Refinery:
             return
         ci = self._ci(chain)
         if ci is None or ci.ok:
-            self._advance(base, chain)
+            landed = self._advance(base, chain)
+            if ci is None and landed is not None:
+                self.clean_at = landed
         else:
             self._bisect(base, chain, ci)
 
@@ -181,7 +197,10 @@ class Refinery:
     def _worktree(self, tip: str) -> Path:
         if self.path is None or not self.path.exists():
             self.path = worktrees.add(self.root, WORKTREE, tip, branch=None)
-        self._reset(self.path, tip)
+            self.clean_at = tip
+        if self.clean_at != tip:
+            self._reset(self.path, tip)
+        self.clean_at = None  # until the batch's merges are known to have left it clean
         return self.path
 
     def _reset(self, path: Path, tip: str) -> None:
@@ -273,6 +292,7 @@ class Refinery:
             return f"could not move {self.into}: {why}"
         if not git.ok("merge-base", "--is-ancestor", new, f"refs/heads/{self.into}", cwd=self.root):
             return f"merge commit {new[:12]} is not on {self.into}"
+        self.known = new
         return None
 
     def close(self) -> None:

@@ -15,6 +15,8 @@ import shutil
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
@@ -22,14 +24,56 @@ from gastown import git
 
 STATE_DIR = ".gastown"
 POOL = "_pool"  # .gastown/worktrees/_pool/<random>: detached worktrees waiting for a bead
-POOL_SIZE = 16  # more than this are deleted when they come back
+POOL_SIZE = 16  # at least this many are kept (a build keeps as many as its cap)
 STALE_LOCK = 2.0  # seconds: a shared lock file older than this was left by a killed git
 TRASH = "trash"  # .gastown/trash/<random>: worktrees being deleted, outside the admin lock
 
-# `git worktree add/move/prune` edit shared admin files under .git/worktrees; a prune that
-# runs while another add is half done deletes the new worktree's admin dir. The pool's
-# listing changes under the same lock. Checkouts and cleans run outside it, in parallel.
-_admin_lock = threading.Lock()
+
+
+class _SharedLock:
+    """Any number of `shared()` holders at once, or one `exclusive()` one (who, once waiting,
+    goes before new shared holders)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._shared = 0
+        self._exclusive = False
+        self._queued = 0
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._exclusive and not self._queued)
+            self._shared += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._shared -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            self._queued += 1
+            self._cond.wait_for(lambda: not self._exclusive and not self._shared)
+            self._queued -= 1
+            self._exclusive = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._exclusive = False
+                self._cond.notify_all()
+
+
+# `git worktree add`, `move` and `prune` write the admin dirs under .git/worktrees (a prune
+# that runs while an add is half done deletes the new worktree's admin dir), and every git
+# command that lists the worktrees (`worktree add` itself, `branch -D`) dies on an admin file
+# another one is still writing. Writers of admin dirs hold `_admin` exclusively; branch
+# deletions share it. Checkouts and cleans run outside it, in parallel.
+_admin = _SharedLock()
+_pool_lock = threading.Lock()  # the pool's listing: one claim or return at a time
 
 # What a worktree's own git dir keeps when it changes hands; the rest is the last owner's
 # (a rebase, merge or bisect in progress, reflog, per-worktree config, a killed git's lock).
@@ -92,13 +136,14 @@ def add(root: Path, name: str, start: str, *, branch: str | None) -> Path:
     return path
 
 
-def remove(root: Path, path: Path) -> None:
-    """Done with a worktree: detached and pooled (deleted when the pool is full or the
-    worktree is unsound). Its branch is checked out nowhere once this returns."""
+def remove(root: Path, path: Path, *, keep: int | None = None) -> None:
+    """Done with a worktree: detached and pooled (deleted when the pool holds POOL_SIZE, or
+    `keep` if more: a build keeps one per bead it runs at once, or the worktree is unsound).
+    Its branch is checked out nowhere once this returns."""
     if not path.exists() and not path.is_symlink():
         return
     try:
-        pooled = _to_pool(root, path)
+        pooled = _to_pool(root, path, keep)
     except (git.GitError, OSError, _Unsound):
         pooled = False
     if not pooled:
@@ -119,7 +164,7 @@ def _from_pool(root: Path, path: Path, start: str, branch: str | None) -> bool:
 def _fresh(root: Path, path: Path, start: str, branch: str | None) -> None:
     """Registered under the lock, checked out outside it."""
     target = ["-B", branch] if branch else ["--detach"]
-    with _admin_lock:
+    with _admin.exclusive():
         git.run("worktree", "add", "-f", "--quiet", "--no-checkout", *target, str(path), start,
                 cwd=root)
     git.run("checkout", "--force", "--quiet", cwd=path, env=_confined(path))
@@ -129,13 +174,14 @@ def _claim(root: Path, path: Path) -> bool:
     """Move a sound pooled worktree to `path`; False when the pool has none."""
     doomed: list[Path] = []
     claimed = False
-    with _admin_lock:
+    with _pool_lock, _admin.exclusive():
         for entry in _pool_entries(root):
             claimed = _sound(root, entry) and _move(root, entry, path)
             if claimed:
                 break
             doomed += [_to_trash(root, p) for p in (entry, path) if p.exists()]
-        if doomed:
+    if doomed:
+        with _admin.exclusive():
             git.run("worktree", "prune", cwd=root, check=False)
     for gone in doomed:
         shutil.rmtree(gone, ignore_errors=True)
@@ -183,7 +229,7 @@ def _clear_admin(admin: Path) -> None:
             item.unlink()
 
 
-def _to_pool(root: Path, path: Path) -> bool:
+def _to_pool(root: Path, path: Path, keep: int | None) -> bool:
     if not _sound(root, path):
         return False
     detach = git.run("update-ref", "--no-deref", "HEAD", "HEAD", cwd=path, env=_confined(path),
@@ -191,14 +237,14 @@ def _to_pool(root: Path, path: Path) -> bool:
     if detach.returncode != 0:
         return False
     _forget_operations(path)  # a rebase in progress would still hold its branch
-    with _admin_lock:
-        slot = _free_slot(root)
+    with _pool_lock, _admin.exclusive():
+        slot = _free_slot(root, keep)
         return slot is not None and _move(root, path, slot)
 
 
-def _free_slot(root: Path) -> Path | None:
+def _free_slot(root: Path, keep: int | None) -> Path | None:
     """A new name in the pool (never one a killed move may have left registered)."""
-    if len(_pool_entries(root)) >= POOL_SIZE:
+    if len(_pool_entries(root)) >= max(POOL_SIZE, keep or 0):
         return None
     pool_dir(root).mkdir(parents=True, exist_ok=True)
     return pool_dir(root) / uuid.uuid4().hex[:12]
@@ -206,7 +252,7 @@ def _free_slot(root: Path) -> Path | None:
 
 def _move(root: Path, src: Path, dst: Path) -> bool:
     """`git worktree move` (a rename and one admin file; it refuses a worktree with
-    submodules checked out, which would come back unclean); the caller holds the lock."""
+    submodules checked out, which would come back unclean); the caller holds the locks."""
     return git.run("worktree", "move", str(src), str(dst), cwd=root, check=False).returncode == 0
 
 
@@ -218,8 +264,8 @@ def _pool_entries(root: Path) -> list[Path]:
 def _discard(root: Path, path: Path) -> None:
     """Delete a worktree: renamed into the trash and unregistered under the lock (cheap), its
     files deleted outside it."""
-    with _admin_lock:
-        gone = _to_trash(root, path)
+    gone = _to_trash(root, path)
+    with _admin.exclusive():
         git.run("worktree", "prune", cwd=root, check=False)
     shutil.rmtree(gone, ignore_errors=True)
 
@@ -269,6 +315,12 @@ def _confined(path: Path) -> dict[str, str]:
     """git run in `path` must find the repository there: without its `.git` it would walk up
     to the main checkout (which holds .gastown/) and reset or clean that instead."""
     return {"GIT_CEILING_DIRECTORIES": str(path.resolve().parent)}
+
+
+def delete_branch(root: Path, branch: str) -> None:
+    """Delete a bead's branch (it is checked out nowhere by now)."""
+    with _admin.shared():
+        git.run("branch", "-D", branch, cwd=root, check=False)
 
 
 def leftovers(root: Path) -> list[str]:
@@ -322,7 +374,7 @@ def _stale(lock: Path) -> bool:
 def prune(root: Path) -> None:
     """Forget worktrees whose directories are gone (a crashed build, a user's rm -rf); delete
     pooled worktrees a crash left unsound, and what a killed build left in the trash."""
-    with _admin_lock:
+    with _pool_lock, _admin.exclusive():
         doomed = [_to_trash(root, p) for p in _pool_entries(root) if not _sound(root, p)]
         git.run("worktree", "prune", cwd=root, check=False)
     trash = state_dir(root) / TRASH

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -101,7 +102,8 @@ def test_threads_writing_concurrently_lose_nothing(repo: Path) -> None:
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(lambda i: ledger.put(rec(f"t-{i}"), f"t-{i}: running"), range(200)))
     assert set(Ledger(repo).load()) == {f"t-{i}" for i in range(200)}
-    assert commits(repo) == 200 + 1
+    assert commits(repo) <= 200 + 1  # puts at the same moment share a commit
+    assert [h["message"] for h in ledger.history("t-7")] == ["t-7: running"]
 
 
 def test_two_writers_interleaving_keep_both(repo: Path) -> None:
@@ -162,7 +164,7 @@ def test_two_ledgers_from_threads(repo: Path) -> None:
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(lambda i: ledgers[i % 2].put(rec(f"x-{i}"), f"x-{i}"), range(40)))
     assert len(Ledger(repo).load()) == 40
-    assert commits(repo) == 40 + 1
+    assert commits(repo) <= 40 + 1
 
 
 def test_separate_processes_lose_nothing(repo: Path) -> None:
@@ -237,11 +239,11 @@ def test_absent_branch_and_foreign_branch(repo: Path) -> None:
         Ledger(repo, branch="not-a-ledger").put(rec("x"), "x")
 
 
-def test_a_warm_write_is_four_git_processes_and_fsck_clean(repo: Path, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """Once this process wrote (or read) the trees on a record's path, a write is hash-object,
-    mktree, commit-tree and update-ref: the tree ids are computed by gastown and must be the
-    ones git writes."""
+def test_a_warm_write_is_two_git_processes_and_fsck_clean(repo: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once this process wrote (or read) the trees on a record's path, a write is one
+    unpack-objects (blob, trees and commit, made by gastown) and one update-ref; what it wrote
+    passes git's own strict checks and reads back."""
     ledger = Ledger(repo)
     records = {f"w-{i}": rec(f"w-{i}") for i in range(30)}
     ledger.put_many(list(records.values()), "start")
@@ -255,8 +257,37 @@ def test_a_warm_write_is_four_git_processes_and_fsck_clean(repo: Path, tmp_path:
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     for state in ("merging", "merged"):
         ledger.put(transition(records["w-0"], bead_id="w-0", state=state), f"w-0: {state}")
-    assert calls.read_text().split() == ["hash-object", "mktree", "commit-tree", "update-ref"] * 2
+    assert calls.read_text().split() == ["unpack-objects", "update-ref"] * 2
     monkeypatch.undo()
     assert git(repo, "fsck", "--strict", "--no-dangling") == ""
     fresh = Ledger(repo).load()
     assert fresh["w-0"]["state"] == "merged" and len(fresh) == 30
+
+
+def test_puts_waiting_on_the_lock_share_one_commit(repo: Path) -> None:
+    """While one put holds the way (here: another gastown process holds the ledger lock),
+    the puts queued behind it are written together, each bead's history showing its line."""
+    ledger = Ledger(repo)
+    ledger.ensure()
+    lock = repo / ".git" / "gastown" / "ledger.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    pool = ThreadPoolExecutor(max_workers=5)
+    first = pool.submit(ledger.put, rec("g-0"), "g-0: running")
+    with ledger._group:
+        assert ledger._group.wait_for(lambda: ledger._leading, timeout=10)
+    rest = [pool.submit(ledger.put, rec(f"g-{i}"), f"g-{i}: running (note\nover lines)")
+            for i in range(1, 5)]
+    with ledger._group:
+        assert ledger._group.wait_for(lambda: len(ledger._queue) == 4, timeout=10)
+    os.close(fd)
+    group = {future.result(timeout=10) for future in rest}
+    assert len(group) == 1 and first.result(timeout=10) not in group
+    pool.shutdown()
+    assert commits(repo) == 1 + 2
+    assert [h["message"] for h in ledger.history("g-3")] == ["g-3: running (note over lines)"]
+    group = ledger.history(limit=1)[0]["message"].splitlines()
+    assert group[0] == "4 transitions: g-1 running, g-2 running, g-3 running, g-4 running"
+    assert group[2:] == [f"g-{i}: running (note over lines)" for i in range(1, 5)]
+    assert set(Ledger(repo).load()) == {f"g-{i}" for i in range(5)}

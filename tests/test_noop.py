@@ -273,6 +273,9 @@ def test_dispatch_order_and_selection_are_what_networkx_gives(seed: int) -> None
     expected = list(nx.lexicographical_topological_sort(
         graph.subgraph(keep), key=lambda n: (-priority[n], n)))
     assert dag.dispatch_order(beads, keep) == expected
+    weight = {n: rng.uniform(0.5, 3.0) for n in keep}
+    assert dag.remaining_paths(beads, keep, weight) == \
+        pytest.approx(dag.remaining_path(graph.subgraph(keep), weight))
     order = dag.topological_order(beads)
     assert sorted(order) == sorted(beads)
     assert all(order.index(need) < order.index(b) for b in beads for need in beads[b].needs)

@@ -47,7 +47,7 @@ CI = textwrap.dedent('''
     total = int(os.environ["GAS_TEST_TOTAL"])
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        subjects = subprocess.run(["git", "log", "--format=%s", "gt-ledger"], text=True,
+        subjects = subprocess.run(["git", "log", "--format=%B", "gt-ledger"], text=True,
                                   capture_output=True).stdout.splitlines()
         if len({s.split(":")[0] for s in subjects if ": merging" in s}) >= total:
             break
@@ -61,7 +61,7 @@ AFTER_FIRST = textwrap.dedent('''
     import os, pathlib, subprocess, sys, time
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        log = subprocess.run(["git", "log", "--format=%s", "gt-ledger"], text=True,
+        log = subprocess.run(["git", "log", "--format=%B", "gt-ledger"], text=True,
                              capture_output=True).stdout
         if "first: merging" in log:
             break

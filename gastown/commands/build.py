@@ -113,7 +113,7 @@ def _build(loaded: Loaded, ledger: Ledger, console: Console, only: list[str],
         from gastown.graph.priority import priorities
 
         running = set(runset.order)
-        floor.slots.plan(priorities(loaded.plan.graph, runset.order, ledger.load()),
+        floor.slots.plan(priorities(loaded.plan.beads, runset.order, ledger.load()),
                          {b: [n for n in loaded.plan.beads[b].needs if n in running]
                           for b in runset.order})
     _announce(floor, runset)
@@ -268,8 +268,7 @@ def _sweep(floor: Floor) -> None:
     worktrees.prune(floor.root)
     for bead_id in worktrees.bead_branches(floor.root):
         if bead_id in merged:
-            git.run("branch", "-D", worktrees.branch_name(bead_id), cwd=floor.root,
-                    check=False)
+            worktrees.delete_branch(floor.root, worktrees.branch_name(bead_id))
 
 
 def _announce(floor: Floor, runset: RunSet) -> None:

@@ -120,6 +120,20 @@ def remaining_path(graph: nx.DiGraph, weight: Mapping[str, float] | None = None
     return _longest(reversed(list(nx.topological_sort(graph))), graph.successors, weight)
 
 
+def remaining_paths(beads: Beads, keep: Iterable[str],
+                    weight: Mapping[str, float] | None = None) -> dict[str, float]:
+    """remaining_path() of the beads `keep` (needs outside it ignored), in plain Python: a
+    build's dispatch priorities should not cost a networkx import."""
+    nodes = set(keep)
+    after: dict[str, list[str]] = {n: [] for n in nodes}
+    for node in nodes:
+        for need in beads[node].needs:
+            if need in nodes:
+                after[need].append(node)
+    order = [n for n in topological_order(beads) if n in nodes]
+    return _longest(reversed(order), after.__getitem__, weight)
+
+
 def _longest(backwards: Iterable[str], after: Callable[[str], Iterable[str]],
              weight: Mapping[str, float] | None) -> dict[str, float]:
     lengths: dict[str, float] = {}

@@ -5,9 +5,8 @@ import statistics
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import networkx as nx
-
-from gastown.graph.dag import remaining_path
+from gastown.bead import Bead
+from gastown.graph.dag import remaining_paths
 
 
 def durations(records: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
@@ -21,13 +20,13 @@ def durations(records: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
     return found
 
 
-def priorities(graph: nx.DiGraph, beads: Iterable[str],
+def priorities(beads: Mapping[str, Bead], keep: Iterable[str],
                records: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
     """Remaining path length of each bead to run: past seconds where known, the median of
     those (or 1) for the rest, so one unknown bead does not outweigh a known long chain."""
-    keep = set(beads)
+    keep = set(keep)
     past = durations(records)
     known = [past[b] for b in keep if b in past]
     default = statistics.median(known) if known else 1.0
     weight = {b: past.get(b, default) for b in keep}
-    return remaining_path(graph.subgraph(keep), weight)
+    return remaining_paths(beads, keep, weight)

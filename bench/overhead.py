@@ -1,0 +1,130 @@
+"""gastown's own cost per bead: throughput with an instant agent, and the share of a run with
+real-length agents that is not agent time.
+
+    python bench/overhead.py [--instant 100] [--beads 20] [--seconds 30]
+
+1. `--instant` independent beads whose command runner writes one file and exits at once, cap 8,
+   on a small repository: beads per second end to end (`gas build` started to exited: worktree,
+   polecat, commit, witness, merge, ledger, cleanup).
+2. `--beads` independent beads whose agent works `--seconds` (a command sleeping, then writing
+   a file), cap = `--beads`, so every bead runs at once: the agent time is `--seconds`, all else
+   is gastown's. Prints the wall time of `gas build` (process start to exit), where the rest
+   went (before the first agent started, after the last one ended) and the share that is not
+   agent time, last.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from gastown.ledger import Ledger  # noqa: E402
+
+IDENTITY = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
+            "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@localhost"}
+
+
+def gasfile(path: Path, run: str, beads: int, cap: int, first: int = 0) -> None:
+    """A Gasfile of `beads` independent beads running `run` (ids from b<first>)."""
+    ids = [f"b{n:03d}" for n in range(first, first + beads)]
+    items = [{"id": bead, "run": run.format(id=bead)} for bead in ids]
+    text = {"version": 1, "project": {"parallel": cap}, "backlogs": {"work": {"items": items}}}
+    (path / "Gasfile.yaml").write_text(json.dumps(text, indent=1))
+
+
+def make_repo(path: Path, run: str, beads: int, cap: int) -> Path:
+    """A small repository with a Gasfile of `beads` independent beads running `run`."""
+    path.mkdir(parents=True)
+    gasfile(path, run, beads, cap)
+    (path / "src").mkdir()
+    for n in range(20):
+        (path / "src" / f"m{n}.py").write_text(f"VALUE = {n}\n")
+    (path / "out").mkdir()
+    (path / "out" / ".keep").write_text("")
+    env = {**os.environ, **IDENTITY}
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=path, check=True, env=env)
+    subprocess.run(["git", "add", "-A"], cwd=path, check=True, env=env)
+    subprocess.run(["git", "commit", "-qm", "bench"], cwd=path, check=True, env=env)
+    return path
+
+
+def build(repo: Path) -> tuple[float, float, float]:
+    """Run `gas build`: (wall clock started, ended) as epoch seconds, and the wall time."""
+    start, clock = time.time(), time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "gastown", "build", "--plain"], cwd=repo,
+                          capture_output=True, text=True, env={**os.environ, **IDENTITY})
+    wall = time.monotonic() - clock
+    if proc.returncode != 0:
+        sys.exit(f"gas build failed ({proc.returncode}):\n{proc.stdout[-3000:]}{proc.stderr}")
+    return start, start + wall, wall
+
+
+def attempts(repo: Path) -> dict[str, tuple[float, float]]:
+    """bead -> (agent started, agent ended) of its last attempt, as epoch seconds: the start
+    the ledger recorded, plus the polecat's own duration."""
+    spans = {}
+    for bead, record in Ledger(repo).load().items():
+        last = record["attempts"][-1]
+        started = datetime.fromisoformat(last["started"].replace("Z", "+00:00")).timestamp()
+        spans[bead] = (started, started + float(last["polecat_s"]))
+    return spans
+
+
+def throughput(work: Path, beads: int) -> float:
+    repo = make_repo(work / "instant", "echo {id} > out/{id}.txt", beads, cap=8)
+    _, _, wall = build(repo)
+    print(f"instant agent, {beads} beads, cap 8: {wall:.2f} s, {beads / wall:.1f} beads/s "
+          f"({wall / beads * 1000:.0f} ms per bead end to end)")
+    return beads / wall
+
+
+def share(work: Path, beads: int, seconds: float, warm: bool) -> float:
+    """The share of one build of `beads` x `seconds` that is not agent time; `warm`: in a
+    repository gastown has built in before (its worktree pool filled by a first wave of
+    beads), as a factory runs, else in a new one."""
+    run = f"sleep {seconds} && echo {{id}} > out/{{id}}.txt"
+    repo = make_repo(work / ("warm" if warm else "cold"), run, beads, cap=beads)
+    if warm:
+        gasfile(repo, "echo {id} > out/{id}.txt", beads, cap=beads, first=500)
+        build(repo)
+        gasfile(repo, run, beads, cap=beads)
+    start, end, wall = build(repo)
+    spans = [span for bead, span in attempts(repo).items() if bead < "b500"]
+    first, last = min(s for s, _ in spans), max(e for _, e in spans)
+    overhead = wall - seconds
+    print(f"{beads} beads x {seconds:g} s, cap {beads}, {'warm' if warm else 'new'} repo: wall "
+          f"{wall:.2f} s; before the first agent {first - start:.2f} s, after the last "
+          f"{end - last:.2f} s, agents spread over {last - first - seconds:.2f} s; not agent "
+          f"time {overhead:.2f} s = {overhead / wall:.1%}")
+    return overhead / wall
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    args.add_argument("--instant", type=int, default=100)
+    args.add_argument("--beads", type=int, default=20)
+    args.add_argument("--seconds", type=float, default=30.0)
+    opts = args.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="gas-overhead-"))
+    try:
+        rate = throughput(work, opts.instant)
+        cold = share(work, opts.beads, opts.seconds, warm=False)
+        warm = share(work, opts.beads, opts.seconds, warm=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"overhead: {rate:.1f} beads/s with an instant agent; of a {opts.beads} x "
+          f"{opts.seconds:g} s run, {warm:.1%} is not agent time ({cold:.1%} in a new repo)")
+
+
+if __name__ == "__main__":
+    main()
