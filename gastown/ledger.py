@@ -1,7 +1,9 @@
-"""The ledger: one JSON record per bead on a git branch, one commit per transition.
+"""The ledger: one JSON record per bead on a git branch, one commit per transition (those
+that threads record at the same moment share one).
 
-Written with plumbing only (hash-object, mktree, commit-tree, update-ref), so the user's
-HEAD, index and working tree are never touched. `git log gt-ledger` reads as the factory log.
+Written with plumbing only (objects built here and stored by `git unpack-objects`, the branch
+moved by `update-ref`), so the user's HEAD, index and working tree are never touched.
+`git log gt-ledger` reads as the factory log.
 """
 from __future__ import annotations
 
