@@ -14,7 +14,6 @@ import json
 import os
 import random
 import subprocess
-import tempfile
 import threading
 import time
 from collections import deque
@@ -54,7 +53,6 @@ The shard `ab` is the first two hex digits of sha1(<bead id>); see meta.json.
 Entries = dict[str, tuple[str, str]]  # tree entry name -> (mode, object id)
 Fetched = tuple[list[tuple[str, str]], bytes | None, list[bytes | None]]  # see Ledger._fetch
 _TREE = "40000"
-_TYPES = {_TREE: "tree", "160000": "commit"}
 
 
 class LedgerError(GasError):
@@ -142,10 +140,17 @@ class Ledger:
         tip = self.tip()
         if tip is not None:
             return tip
-        meta, readme = self._hash([_dump({"schema": SCHEMA, "layout": LAYOUT}),
-                                   README.format(branch=self.branch)])
-        [tree] = self._mktree([{"meta.json": ("100644", meta), "README.md": ("100644", readme)}])
-        commit = self._commit(tree, None, "gastown: start the ledger\n")
+        size = 64 if git.out("rev-parse", "--show-object-format", cwd=self.repo) == "sha256" \
+            else 40
+        meta = _dump({"schema": SCHEMA, "layout": LAYOUT}).encode()
+        readme = README.format(branch=self.branch).encode()
+        tree = {"README.md": ("100644", git.object_id("blob", readme, size)),
+                "meta.json": ("100644", git.object_id("blob", meta, size))}
+        body = _tree_body(tree)
+        start = _commit_object(git.object_id("tree", body, size), None,
+                               "gastown: start the ledger\n")
+        *_, commit = git.store([("blob", meta), ("blob", readme), ("tree", body),
+                                ("commit", start)], cwd=self.repo, hex_size=size)
         if self._cas(commit, None) is None:
             return commit
         # Lost the race to another creator: theirs is as good as ours.
@@ -369,24 +374,6 @@ class Ledger:
 
     # -- git -----------------------------------------------------------------------------------
 
-    def _hash(self, texts: list[str]) -> list[str]:
-        """Write blobs; return their ids."""
-        if len(texts) == 1:
-            return [git.out("hash-object", "-w", "--stdin", cwd=self.repo, input=texts[0])]
-        with tempfile.TemporaryDirectory(prefix="gastown-ledger-") as tmp:
-            paths = [Path(tmp, str(i)) for i in range(len(texts))]
-            for path, text in zip(paths, texts, strict=True):
-                path.write_bytes(text.encode())
-            listing = "\n".join(str(p) for p in paths) + "\n"
-            return git.out("hash-object", "-w", "--no-filters", "--stdin-paths",
-                           cwd=self.repo, input=listing).split("\n")
-
-    def _mktree(self, trees: list[Entries]) -> list[str]:
-        """Write trees in one git process; return their ids."""
-        text = "\0".join("".join(f"{mode} {_TYPES.get(mode, 'blob')} {oid}\t{name}\0"
-                                 for name, (mode, oid) in tree.items()) for tree in trees)
-        return git.out("mktree", "-z", "--batch", cwd=self.repo, input=text).split("\n")
-
     def _cat(self, specs: list[str]) -> list[bytes | None]:
         """The contents of many objects in one git process (None for a missing one)."""
         proc = subprocess.run(
@@ -395,11 +382,6 @@ class Ledger:
         if proc.returncode != 0:
             raise git.GitError(["cat-file", "--batch"], proc.returncode, proc.stderr.decode())
         return _split_batch(proc.stdout, len(specs))
-
-    def _commit(self, tree: str, parent: str | None, message: str) -> str:
-        parents = ["-p", parent] if parent else []
-        return git.out("commit-tree", "--no-gpg-sign", tree, *parents,
-                       cwd=self.repo, input=message, env=IDENTITY)
 
     def _cas(self, new: str, old: str | None) -> str | None:
         """Move the branch from `old` (None: absent) to `new` unless someone moved it first.
@@ -456,12 +438,13 @@ def _tree_body(tree: Entries) -> bytes:
                     for name in sorted(tree, key=key))
 
 
-def _commit_object(tree: str, parent: str, message: str) -> bytes:
+def _commit_object(tree: str, parent: str | None, message: str) -> bytes:
     """A ledger commit, as `git commit-tree` with IDENTITY would write it now."""
     stamp = f"{int(time.time())} +0000"
     author = f"{IDENTITY['GIT_AUTHOR_NAME']} <{IDENTITY['GIT_AUTHOR_EMAIL']}> {stamp}"
     committer = f"{IDENTITY['GIT_COMMITTER_NAME']} <{IDENTITY['GIT_COMMITTER_EMAIL']}> {stamp}"
-    return (f"tree {tree}\nparent {parent}\nauthor {author}\ncommitter {committer}\n\n"
+    parents = f"parent {parent}\n" if parent else ""
+    return (f"tree {tree}\n{parents}author {author}\ncommitter {committer}\n\n"
             f"{message}").encode()
 
 

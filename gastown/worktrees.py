@@ -101,6 +101,12 @@ def branch_name(bead_id: str) -> str:
 
 
 def common_dir(root: Path) -> Path:
+    """The repository's shared git dir (read once per directory per process)."""
+    return _common_dir(Path(root).resolve())
+
+
+@cache
+def _common_dir(root: Path) -> Path:
     path = Path(git.out("rev-parse", "--git-common-dir", cwd=root))
     return path if path.is_absolute() else (root / path).resolve()
 
@@ -416,7 +422,13 @@ def _top(worktree: Path) -> Path:
 
 def diff_stat(worktree: Path, base: str) -> tuple[int, int, int]:
     """(files, insertions, deletions) between `base` and the worktree's HEAD."""
-    out = git.out("diff", "--numstat", base, "HEAD", cwd=worktree, env=_confined(worktree))
+    return numstat(git.out("diff", "--numstat", base, "HEAD", cwd=worktree,
+                           env=_confined(worktree)))
+
+
+def numstat(out: str) -> tuple[int, int, int]:
+    """(files, insertions, deletions) of `git diff --numstat` output (binary files count as
+    files only)."""
     files = ins = dels = 0
     for row in out.splitlines():
         added, deleted, _ = row.split("\t", 2)

@@ -4,7 +4,6 @@ import fcntl
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 
 from gastown.ledger import SCHEMA, Ledger, LedgerError, now, record_path, transition
-from tests.conftest import git
+from tests.conftest import git, git_calls
 
 
 def rec(bead_id: str, state: str = "running", **fields: Any) -> dict[str, Any]:
@@ -188,13 +187,7 @@ def test_separate_processes_lose_nothing(repo: Path) -> None:
 def test_load_uses_a_constant_number_of_git_processes(repo: Path, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     Ledger(repo).put_many([rec(f"r-{i}") for i in range(500)], "500 records")
-    calls = tmp_path / "calls.log"
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    wrapper = bin_dir / "git"
-    wrapper.write_text(f'#!/bin/sh\necho "$*" >> "{calls}"\nexec "{shutil.which("git")}" "$@"\n')
-    wrapper.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    calls = git_calls(tmp_path, monkeypatch)
     records = Ledger(repo).load()
     assert len(records) == 500
     assert 1 <= len(calls.read_text().splitlines()) <= 3
@@ -248,16 +241,11 @@ def test_a_warm_write_is_two_git_processes_and_fsck_clean(repo: Path, tmp_path: 
     records = {f"w-{i}": rec(f"w-{i}") for i in range(30)}
     ledger.put_many(list(records.values()), "start")
     ledger.put(transition(records["w-0"], bead_id="w-0", state="review"), "w-0: review")
-    calls = tmp_path / "calls.log"
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    wrapper = bin_dir / "git"
-    wrapper.write_text(f'#!/bin/sh\necho "$1" >> "{calls}"\nexec "{shutil.which("git")}" "$@"\n')
-    wrapper.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    calls = git_calls(tmp_path, monkeypatch)
     for state in ("merging", "merged"):
         ledger.put(transition(records["w-0"], bead_id="w-0", state=state), f"w-0: {state}")
-    assert calls.read_text().split() == ["unpack-objects", "update-ref"] * 2
+    commands = [line.split()[0] for line in calls.read_text().splitlines()]
+    assert commands == ["unpack-objects", "update-ref"] * 2
     monkeypatch.undo()
     assert git(repo, "fsck", "--strict", "--no-dangling") == ""
     fresh = Ledger(repo).load()
@@ -291,3 +279,15 @@ def test_puts_waiting_on_the_lock_share_one_commit(repo: Path) -> None:
     assert group[0] == "4 transitions: g-1 running, g-2 running, g-3 running, g-4 running"
     assert group[2:] == [f"g-{i}: running (note over lines)" for i in range(1, 5)]
     assert set(Ledger(repo).load()) == {f"g-{i}" for i in range(5)}
+
+
+def test_a_sha256_repository(tmp_path: Path) -> None:
+    """Object ids gastown computes itself follow the repository's object format."""
+    repo = tmp_path / "sha256"
+    git(tmp_path, "init", "-q", "--object-format=sha256", str(repo))
+    ledger = Ledger(repo)
+    first = ledger.put(rec("a"), "a: running")
+    ledger.put(transition(Ledger(repo).get("a"), bead_id="a", state="review"), "a: review")
+    assert len(first) == 64
+    assert git(repo, "fsck", "--strict", "--no-dangling") == ""
+    assert Ledger(repo).load()["a"]["state"] == "review"

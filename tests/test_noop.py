@@ -23,7 +23,7 @@ from gastown.errors import GasError
 from gastown.graph import dag
 from gastown.ledger import Ledger, transition
 from gastown.mayor import Plan, memo_path
-from tests.conftest import git, make_repo
+from tests.conftest import git, git_calls, make_repo
 
 ROOT = Path(__file__).resolve().parent.parent
 GASFILE = """\
@@ -73,19 +73,6 @@ def merged_repo(path: Path, n: int) -> Path:
                for b in load(cwd=repo).plan.beads.values()]
     Ledger(repo).put_many(records, f"{n} beads merged")
     return repo
-
-
-def git_calls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every git process from now on appends its arguments to the returned file."""
-    calls = tmp_path / "git-calls.log"
-    calls.write_text("")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    wrapper = bin_dir / "git"
-    wrapper.write_text(f'#!/bin/sh\necho "$*" >> "{calls}"\nexec "{shutil.which("git")}" "$@"\n')
-    wrapper.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    return calls
 
 
 def counted(calls: Path, action: Any) -> int:

@@ -265,7 +265,6 @@ def _sweep(floor: Floor) -> None:
     for name in worktrees.leftovers(floor.root):
         if name == REFINERY_WORKTREE or name in merged:
             worktrees.remove(floor.root, worktrees.worktree_dir(floor.root, name))
-    worktrees.prune(floor.root)
     for bead_id in worktrees.bead_branches(floor.root):
         if bead_id in merged:
             worktrees.delete_branch(floor.root, worktrees.branch_name(bead_id))

@@ -115,20 +115,10 @@ def _diff(loaded: Loaded, branch: str) -> dict[str, Any] | None:
     if proc.returncode != 0:
         return None
     base = proc.stdout.strip()
-    files, ins, dels = _numstat(git.out("diff", "--numstat", base, branch, cwd=root))
+    files, ins, dels = worktrees.numstat(git.out("diff", "--numstat", base, branch, cwd=root))
     stat = git.out("diff", "--stat=100", base, branch, cwd=root)
     return {"against": start, "base": base, "files": files, "insertions": ins,
             "deletions": dels, "stat": stat}
-
-
-def _numstat(text: str) -> tuple[int, int, int]:
-    files = ins = dels = 0
-    for row in text.splitlines():
-        added, deleted, _ = row.split("\t", 2)
-        files += 1
-        ins += int(added) if added.isdigit() else 0
-        dels += int(deleted) if deleted.isdigit() else 0
-    return files, ins, dels
 
 
 # -- text ---------------------------------------------------------------------------------------
