@@ -151,11 +151,12 @@ class Floor:
 
     def record(self, bead: Bead, state: State, note: str | None = None,
                **fields: Any) -> dict[str, Any]:
-        """One ledger transition: one commit on the ledger branch."""
+        """One ledger transition, queued for the ledger's writer (a group commit on the ledger
+        branch soon after; the build flushes before it ends)."""
         record = ledger_mod.transition(
             self.ledger.get(bead.id), bead_id=bead.id, state=state.value, note=note,
             backlog=bead.backlog, title=bead.title, fingerprint=bead.fingerprint, **fields)
         message = f"{bead.id}: {state.value}" + (f" ({note})" if note else "")
-        self.ledger.put(record, message)
+        self.ledger.post(record, message)
         self.console.transition(bead.id, state.value, note)
         return record

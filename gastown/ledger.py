@@ -1,8 +1,8 @@
 """The ledger: one JSON record per bead on a git branch, one commit per transition (those
 that threads record at the same moment share one).
 
-Written with plumbing only (objects built here and stored by `git unpack-objects`, the branch
-moved by `update-ref`), so the user's HEAD, index and working tree are never touched.
+Written with plumbing only (objects built and stored as loose objects here, the branch moved by
+`update-ref`), so the user's HEAD, index and working tree are never touched.
 `git log gt-ledger` reads as the factory log.
 """
 from __future__ import annotations
@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import subprocess
 import threading
 import time
@@ -53,6 +54,7 @@ The shard `ab` is the first two hex digits of sha1(<bead id>); see meta.json.
 Entries = dict[str, tuple[str, str]]  # tree entry name -> (mode, object id)
 Fetched = tuple[list[tuple[str, str]], bytes | None, list[bytes | None]]  # see Ledger._fetch
 _TREE = "40000"
+_GROUP = re.compile(r"\d+ transitions: ")  # the subject of a group commit
 
 
 class LedgerError(GasError):
@@ -122,9 +124,13 @@ class Ledger:
         # next write needs neither rev-parse nor cat-file (a stale guess fails the CAS).
         self._written: str | None = None
         self._trees = _TreeCache()
-        self._group = threading.Condition()
-        self._queue: deque[_Pending] = deque()  # puts waiting for the next group commit
-        self._leading = False  # a thread is writing a group commit
+        self._group = threading.Condition()  # guards the five below
+        self._queue: deque[_Pending] = deque()  # records waiting for the next group commit
+        self._posted: dict[str, dict[str, Any]] = {}  # bead id -> its newest record not written
+        self._busy = False  # the writer thread is writing a group commit
+        self._failed: Exception | None = None  # what a write of posted records met
+        self._writer: threading.Thread | None = None
+        self._writing = threading.Lock()  # one _write at a time in this process
 
     def tip(self) -> str | None:
         return git.rev(self.ref, cwd=self.repo)
@@ -150,7 +156,7 @@ class Ledger:
         start = _commit_object(git.object_id("tree", body, size), None,
                                "gastown: start the ledger\n")
         *_, commit = git.store([("blob", meta), ("blob", readme), ("tree", body),
-                                ("commit", start)], cwd=self.repo, hex_size=size)
+                                ("commit", start)], into=self._objects(), hex_size=size)
         if self._cas(commit, None) is None:
             return commit
         # Lost the race to another creator: theirs is as good as ours.
@@ -168,10 +174,17 @@ class Ledger:
         """All records by bead id ({} without a branch). Records are shared with the cache:
         change them only through transition(), which copies."""
         with self._lock:
-            return dict(self._refresh())
+            records = dict(self._refresh())
+        with self._group:
+            records.update(self._posted)
+        return records
 
     def get(self, bead_id: str) -> dict[str, Any] | None:
         """One record from the cache, loading all of them on first use."""
+        with self._group:
+            posted = self._posted.get(bead_id)
+        if posted is not None:
+            return posted
         with self._lock:
             records = self._records if self._records is not None else self._refresh()
             return records.get(bead_id)
@@ -227,53 +240,83 @@ class Ledger:
 
     def put(self, record: dict[str, Any], message: str) -> str:
         """Write one record; return the commit once it is on the branch. Records that threads
-        of this process put at the same moment share one commit (a group commit: its message
-        has one line per record), so that a burst of transitions (a wave of beads starting or
-        merging together) does not queue up behind the lock one commit at a time."""
-        entry = _Pending(record, message)
+        of this process put at the same moment share one commit (see post())."""
+        entry = self._enqueue(record, message)
         with self._group:
-            self._queue.append(entry)
-            self._group.notify_all()  # lets observers (tests) see the queue change
-            while not entry.done:
-                if self._leading:
-                    self._group.wait()
-                    continue
-                self._leading = True
-                batch = self._next_group()
-                self._group.notify_all()
-                self._group.release()
-                try:
-                    self._write_group(batch)
-                finally:
-                    self._group.acquire()
-                    self._leading = False
-                    self._group.notify_all()
+            self._group.wait_for(lambda: entry.done)
         if entry.error is not None:
             raise entry.error
         assert entry.commit is not None
         return entry.commit
 
-    def _next_group(self) -> list[_Pending]:
-        """The queued puts, oldest first, up to the first bead that comes twice."""
-        batch: list[_Pending] = []
-        ids: set[str] = set()
-        while self._queue and self._queue[0].record["id"] not in ids:
-            batch.append(self._queue.popleft())
-            ids.add(batch[-1].record["id"])
-        return batch
+    def post(self, record: dict[str, Any], message: str) -> None:
+        """Queue one record and return at once: get() and load() show it from now on, and
+        the ledger's writer thread commits it with whatever else is queued by then (a group
+        commit: its message has one line per transition, so a burst of transitions from a
+        wave of beads starting or merging together is a few commits, written while the beads
+        go on). flush() waits until it is on the branch; a write that failed is raised by
+        the next post() or flush()."""
+        with self._group:
+            failed, self._failed = self._failed, None
+        if failed is not None:
+            raise failed
+        self._enqueue(record, message)
+
+    def flush(self) -> None:
+        """Wait until every queued record is on the branch; raise what a write met."""
+        with self._group:
+            self._group.wait_for(lambda: not self._queue and not self._busy)
+            failed = self._failed
+        if failed is not None:
+            raise failed
+
+    def _enqueue(self, record: dict[str, Any], message: str) -> _Pending:
+        entry = _Pending(copy.deepcopy(record), message)
+        with self._group:
+            self._queue.append(entry)
+            self._posted[record["id"]] = entry.record
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write_queued, daemon=True,
+                                                name="ledger-writer")
+                self._writer.start()
+            self._group.notify_all()
+        return entry
+
+    def _write_queued(self) -> None:
+        """The writer thread: everything queued, one commit at a time."""
+        while True:
+            with self._group:
+                self._group.wait_for(lambda: bool(self._queue))
+                batch = list(self._queue)
+                self._queue.clear()
+                self._busy = True
+                self._group.notify_all()  # lets observers (tests) see the queue change
+            try:
+                self._write_group(batch)
+            finally:
+                with self._group:
+                    self._busy = False
+                    for entry in batch:
+                        if self._posted.get(entry.record["id"]) is entry.record:
+                            del self._posted[entry.record["id"]]
+                    if batch[0].error is not None and self._failed is None:
+                        self._failed = batch[0].error
+                    self._group.notify_all()
 
     def _write_group(self, batch: list[_Pending]) -> None:
+        """One commit: each bead's last record; one message line per transition."""
         if len(batch) == 1:
             lines = batch[0].message.rstrip()
-        else:  # a subject for `git log --oneline`, then one line per record
+        else:  # a subject for `git log --oneline`, then one line per transition
             each = [" ".join(entry.message.split()) for entry in batch]
             subject = ", ".join(f"{e.record['id']} {e.record['state']}" for e in batch)
             if len(subject) > 100:
                 subject = subject[:97] + "..."
             lines = "\n".join([f"{len(batch)} transitions: {subject}", "", *each])
-        trailers = "\n".join(f"{TRAILER}: {entry.record['id']}" for entry in batch)
+        last = {entry.record["id"]: entry.record for entry in batch}
+        trailers = "\n".join(f"{TRAILER}: {bead}" for bead in last)
         try:
-            commit = self._write([entry.record for entry in batch], f"{lines}\n\n{trailers}\n")
+            commit = self._write(list(last.values()), f"{lines}\n\n{trailers}\n")
         except Exception as exc:
             for entry in batch:
                 entry.error = exc
@@ -292,13 +335,15 @@ class Ledger:
 
     def _write(self, records: list[dict[str, Any]], message: str) -> str:
         texts = [_dump(r).encode() for r in records]
-        with self._lock, _flocked(self._lock_file()):
+        with self._writing, _flocked(self._lock_file()):
             tip = self._written or self._start()
             for attempt in range(MAX_TRIES):
                 commit, root = self._store(tip, records, texts, message)
-                refused = self._cas(commit, tip)
+                with self._lock:  # readers see the branch and the cache move together
+                    refused = self._cas(commit, tip)
+                    if refused is None:
+                        self._remember(records, tip, commit)
                 if refused is None:
-                    self._remember(records, tip, commit)
                     self._written = commit
                     self._trees.tips[commit] = root
                     return commit
@@ -321,8 +366,11 @@ class Ledger:
         commit = _commit_object(root, tip, message)
         objects = [*(("blob", text) for text in texts),
                    *(("tree", body) for _, body in trees), ("commit", commit)]
-        ids = git.store(objects, cwd=self.repo, hex_size=size)
+        ids = git.store(objects, into=self._objects(), hex_size=size)
         return ids[-1], root
+
+    def _objects(self) -> Path:
+        return common_dir(self.repo) / "objects"
 
     def _lock_file(self) -> Path:
         if self._lock_path is None:
@@ -330,6 +378,7 @@ class Ledger:
         return self._lock_path
 
     def _remember(self, records: list[dict[str, Any]], parent: str, commit: str) -> None:
+        """The cache after a write of ours; the caller holds the lock."""
         if self._records is None or self._loaded_tip != parent:
             self._records = None  # someone else wrote in between: reload on next use
             return
@@ -559,7 +608,7 @@ def _log_entry(chunk: str, bead_id: str | None = None) -> dict[str, str]:
     trailers = last.splitlines()
     if body and all(line.startswith(f"{TRAILER}: ") for line in trailers):
         message = body
-        if bead_id is not None and len(trailers) > 1:
+        if bead_id is not None and (len(trailers) > 1 or _GROUP.match(body)):
             mine = [line for line in body.splitlines() if line.startswith(f"{bead_id}: ")]
             message = "\n".join(mine) or body
     return {"commit": commit, "at": _iso(datetime.fromisoformat(at)), "message": message.strip()}

@@ -207,8 +207,7 @@ def _refine(floor: Floor, bead: Bead, tree: Path) -> bool:
     floor.console.say("Refinery", f"MERGE {branch} -> {into} ({result.commit[:10]})")
     floor.record(bead, State.MERGED, f"into {into} at {result.commit[:12]}",
                  merge_commit=result.commit, into=into, reason=None, timings=timings)
-    worktrees.remove(floor.root, tree, keep=floor.slots.cap)
-    worktrees.delete_branch(floor.root, branch)
+    worktrees.retire(floor.root, tree, branch, keep=floor.slots.cap)
     return True
 
 

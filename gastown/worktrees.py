@@ -5,12 +5,13 @@ worktrees are kept: remove() detaches a bead's worktree and moves it into the po
 (.gastown/worktrees/_pool/<random name>), and add() moves a pooled one to the next bead's path,
 checks out the new start there with `git checkout --force` (only the paths that differ are
 rewritten) and deletes every untracked and ignored file (`git clean -ffdx`). The bead's worktree is
-always .gastown/worktrees/<bead> (what the logs, `gas show` and GAS_WORKTREE name): a
-`git worktree move` is a rename. The pool is the directory listing itself, so it survives a
-crash; an entry a crash left unsound is deleted, never used.
+always .gastown/worktrees/<bead> (what the logs, `gas show` and GAS_WORKTREE name): a move is a
+rename plus one admin file, done without a git process. The pool is the directory listing itself,
+so it survives a crash; an entry a crash left unsound is deleted, never used.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 import time
@@ -67,11 +68,12 @@ class _SharedLock:
                 self._cond.notify_all()
 
 
-# `git worktree add`, `move` and `prune` write the admin dirs under .git/worktrees (a prune
-# that runs while an add is half done deletes the new worktree's admin dir), and every git
-# command that lists the worktrees (`worktree add` itself, `branch -D`) dies on an admin file
-# another one is still writing. Writers of admin dirs hold `_admin` exclusively; branch
-# deletions share it. Checkouts and cleans run outside it, in parallel.
+# `git worktree add` and `prune` write the admin dirs under .git/worktrees (a prune that runs
+# while an add is half done deletes the new worktree's admin dir), and every git command that
+# lists the worktrees (`worktree add` itself) dies on an admin file another one is still
+# writing: they hold `_admin` exclusively. Our own moves replace admin files atomically, so
+# they only share it (a prune between a move's rename and its relink would unregister the
+# worktree). Checkouts and cleans run outside it, in parallel.
 _admin = _SharedLock()
 _pool_lock = threading.Lock()  # the pool's listing: one claim or return at a time
 
@@ -180,7 +182,7 @@ def _claim(root: Path, path: Path) -> bool:
     """Move a sound pooled worktree to `path`; False when the pool has none."""
     doomed: list[Path] = []
     claimed = False
-    with _pool_lock, _admin.exclusive():
+    with _pool_lock, _admin.shared():
         for entry in _pool_entries(root):
             claimed = _sound(root, entry) and _move(root, entry, path)
             if claimed:
@@ -235,15 +237,14 @@ def _clear_admin(admin: Path) -> None:
             item.unlink()
 
 
-def _to_pool(root: Path, path: Path, keep: int | None) -> bool:
+def _to_pool(root: Path, path: Path, keep: int | None, *, detach: bool = True) -> bool:
     if not _sound(root, path):
         return False
-    detach = git.run("update-ref", "--no-deref", "HEAD", "HEAD", cwd=path, env=_confined(path),
-                     check=False)
-    if detach.returncode != 0:
+    if detach and git.run("update-ref", "--no-deref", "HEAD", "HEAD", cwd=path,
+                          env=_confined(path), check=False).returncode != 0:
         return False
     _forget_operations(path)  # a rebase in progress would still hold its branch
-    with _pool_lock, _admin.exclusive():
+    with _pool_lock, _admin.shared():
         slot = _free_slot(root, keep)
         return slot is not None and _move(root, path, slot)
 
@@ -257,9 +258,34 @@ def _free_slot(root: Path, keep: int | None) -> Path | None:
 
 
 def _move(root: Path, src: Path, dst: Path) -> bool:
-    """`git worktree move` (a rename and one admin file; it refuses a worktree with
-    submodules checked out, which would come back unclean); the caller holds the locks."""
-    return git.run("worktree", "move", str(src), str(dst), cwd=root, check=False).returncode == 0
+    """What `git worktree move` does, without a process: the directory renamed, then the
+    admin dir's `gitdir` (and a relative `.git` link, whose depth may change) pointed at the
+    new place, each file replaced atomically so that a git listing the worktrees meanwhile
+    reads the old path or the new one, never half a file. A kill between the two leaves a
+    worktree that is not _sound(), which is discarded. The caller holds the locks, and has
+    checked that no submodule is checked out in it (it would come back unclean)."""
+    admin = _admin_dir(src)
+    if admin is None:
+        return False
+    try:
+        link = (admin / "gitdir").read_text().strip()
+        dotgit = (src / ".git").read_text().strip().removeprefix("gitdir: ")
+        src.rename(dst)
+    except OSError:
+        return False
+    target = dst.absolute() / ".git"
+    _replace(admin / "gitdir", str(target) if os.path.isabs(link) else
+             os.path.relpath(target, admin))
+    if not os.path.isabs(dotgit):
+        _replace(dst / ".git", f"gitdir: {os.path.relpath(admin, dst.absolute())}")
+    return True
+
+
+def _replace(path: Path, line: str) -> None:
+    """`path` holds `line` now: written beside it, then renamed over it."""
+    temp = path.with_name(f"{path.name}.gas-{uuid.uuid4().hex[:8]}")
+    temp.write_text(line + "\n")
+    temp.replace(path)
 
 
 def _pool_entries(root: Path) -> list[Path]:
@@ -323,10 +349,32 @@ def _confined(path: Path) -> dict[str, str]:
     return {"GIT_CEILING_DIRECTORIES": str(path.resolve().parent)}
 
 
+def retire(root: Path, path: Path, branch: str, *, keep: int | None = None) -> None:
+    """A merged bead's worktree pooled and its branch deleted: remove() and delete_branch()
+    in one git process instead of three when the worktree is still on that branch (its HEAD
+    is left naming the deleted branch, which the next owner's checkout replaces)."""
+    admin = _admin_dir(path)
+    try:
+        head = (admin / "HEAD").read_text().strip() if admin else ""
+    except OSError:
+        head = ""
+    if head != f"ref: refs/heads/{branch}":  # the agent moved it: detach it the usual way
+        remove(root, path, keep=keep)
+        delete_branch(root, branch)
+        return
+    delete_branch(root, branch)
+    try:
+        pooled = _to_pool(root, path, keep, detach=False)
+    except (git.GitError, OSError, _Unsound):
+        pooled = False
+    if not pooled:
+        _discard(root, path)
+
+
 def delete_branch(root: Path, branch: str) -> None:
-    """Delete a bead's branch (it is checked out nowhere by now)."""
-    with _admin.shared():
-        git.run("branch", "-D", branch, cwd=root, check=False)
+    """Delete a bead's branch (checked out nowhere by now: `update-ref` does not list the
+    worktrees to check, as `branch -D` does)."""
+    git.run("update-ref", "-d", f"refs/heads/{branch}", cwd=root, check=False)
 
 
 def leftovers(root: Path) -> list[str]:
@@ -396,8 +444,8 @@ def reset(worktree: Path, commit: str, *, keep_ignored: bool = False) -> None:
     git.run("clean", "-ffdq" if keep_ignored else "-ffdxq", cwd=worktree, env=env)
 
 
-def commit_all(worktree: Path, message: str) -> str | None:
-    """Commit everything the polecat changed; None when there was nothing to commit."""
+def commit_all(worktree: Path, message: str) -> bool:
+    """Commit everything the polecat changed; False when there was nothing to commit."""
     env = _confined(worktree)
     git.run("add", "-A", cwd=worktree, env=env)
     done = git.run(*git.NO_AUTO_GC, "commit", "--quiet", "--no-verify", "-m", message, cwd=worktree,
@@ -405,9 +453,9 @@ def commit_all(worktree: Path, message: str) -> str | None:
     if done.returncode != 0:
         if git.run("diff", "--cached", "--quiet", cwd=worktree, env=env,
                    check=False).returncode == 0:
-            return None  # nothing to commit
+            return False  # nothing to commit
         raise git.GitError(["commit"], done.returncode, done.stdout + done.stderr)
-    return git.out("rev-parse", "HEAD", cwd=worktree, env=env)
+    return True
 
 
 def _top(worktree: Path) -> Path:

@@ -162,6 +162,69 @@ def test_an_operation_in_progress_does_not_follow_the_worktree(root: Path) -> No
     assert not list(admin.glob("*rebase*"))
 
 
+def test_a_retired_worktree_is_pooled_and_its_branch_gone(root: Path) -> None:
+    """A merged bead: one git process (its branch deleted; the pooled worktree's HEAD still
+    names it, and the next bead's checkout replaces that)."""
+    tree = worktrees.add(root, "one", "main", branch="gas/one")
+    (tree / "work.txt").write_text("work\n")
+    assert worktrees.commit_all(tree, "one")
+    inode = tree.stat().st_ino
+    worktrees.retire(root, tree, "gas/one")
+    assert gitmod.rev("refs/heads/gas/one", cwd=root) is None
+    assert not tree.exists() and len(pooled(root)) == 1
+    again = worktrees.add(root, "two", "main", branch="gas/two")
+    assert again.stat().st_ino == inode, "the pooled worktree was reused"
+    assert_exactly(again, git(root, "rev-parse", "main"), "gas/two")
+    worktrees.add(root, "one", "main", branch="gas/one")  # the bead again: its branch is free
+
+
+def test_retiring_a_worktree_the_agent_moved_to_another_branch(root: Path) -> None:
+    tree = worktrees.add(root, "one", "main", branch="gas/one")
+    git(tree, "checkout", "-q", "-b", "side")
+    worktrees.retire(root, tree, "gas/one")
+    assert gitmod.rev("refs/heads/gas/one", cwd=root) is None
+    git(root, "branch", "-D", "side")  # the pooled worktree was detached: nothing holds it
+    assert len(pooled(root)) == 1
+
+
+def test_a_moved_worktree_stays_registered_where_it_is(root: Path) -> None:
+    """Moves are our own (a rename and the admin dir's `gitdir`): git must see the worktree at
+    its new path, and `git worktree prune` must keep it."""
+    tree = worktrees.add(root, "one", "main", branch="gas/one")
+    inode = tree.stat().st_ino
+    worktrees.remove(root, tree)
+    [entry] = pooled(root)
+    git(root, "worktree", "prune")
+    assert str(entry) in registered(root)
+    again = worktrees.add(root, "two", "main", branch="gas/two")
+    assert again.stat().st_ino == inode, "the pooled worktree was reused"
+    git(root, "worktree", "prune")
+    assert registered(root)[1:] == [str(again)]
+    assert git(again, "rev-parse", "--show-toplevel") == str(again)
+    assert_exactly(again, git(root, "rev-parse", "main"), "gas/two")
+
+
+def test_relative_worktree_links_survive_moves_to_another_depth(root: Path) -> None:
+    """Newer git can write the links between a worktree and its admin dir as relative paths
+    (worktree.useRelativePaths); the pool is one level deeper than a bead's path."""
+    tree = worktrees.add(root, "one", "main", branch="gas/one")
+    admin = Path(git(tree, "rev-parse", "--absolute-git-dir"))
+    (tree / ".git").write_text(f"gitdir: {os.path.relpath(admin, tree)}\n")
+    (admin / "gitdir").write_text(os.path.relpath(tree / ".git", admin) + "\n")
+    inode = tree.stat().st_ino
+    worktrees.remove(root, tree)
+    [entry] = pooled(root)
+    assert not os.path.isabs((entry / ".git").read_text().removeprefix("gitdir: ").strip())
+    assert git(entry, "rev-parse", "--absolute-git-dir") == str(admin)
+
+    again = worktrees.add(root, "two", "main", branch="gas/two")
+
+    assert again.stat().st_ino == inode, "the pooled worktree was reused"
+    assert git(again, "rev-parse", "--absolute-git-dir") == str(admin)
+    assert (admin / (admin / "gitdir").read_text().strip()).resolve() == again / ".git"
+    assert_exactly(again, git(root, "rev-parse", "main"), "gas/two")
+
+
 def test_a_flagged_index_is_not_trusted(root: Path) -> None:
     """A bead that marks files skip-worktree or assume-unchanged would hide its edits from the
     checkout: that worktree is deleted, and the next bead gets a fresh one."""
@@ -214,7 +277,7 @@ def test_eight_threads_adding_and_removing(root: Path) -> None:
         (tree / "build").mkdir()
         (tree / "build" / name).write_text(name)
         (tree / f"{name}.txt").write_text(name)
-        assert worktrees.commit_all(tree, name) is not None
+        assert worktrees.commit_all(tree, name)
         (tree / "junk.txt").write_text(name)
         worktrees.remove(root, tree)
         git(root, "branch", "-D", f"gas/{name}")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import signal
@@ -122,12 +123,11 @@ def _build(loaded: Loaded, ledger: Ledger, console: Console, only: list[str],
         errors, interrupted = _execute(floor, runset, args)
     finally:
         console.end_run()
+    errors += _flush_ledger(floor)
     for error in errors:
         console.say("Mayor", f"ERROR {error}")
     if not interrupted and not floor.stats.held:
         _mark_blocked(floor, runset)
-    if runset.order and not interrupted:
-        git.maintain(floor.root)
     wall = time.monotonic() - started
     for line in summary(floor.stats, selected=len(runset.selected),
                         skipped=len(runset.skipped), wall=wall):
@@ -185,7 +185,19 @@ def _execute(floor: Floor, runset: RunSet, args: argparse.Namespace) -> tuple[li
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         floor.refinery.close()
-        git.run("gc", "--auto", "--quiet", cwd=floor.root, check=False)
+        with contextlib.suppress(Exception):  # said by _flush_ledger() unless this is a crash
+            floor.ledger.flush()
+        if runset.order:
+            git.maintain(floor.root)
+
+
+def _flush_ledger(floor: Floor) -> list[str]:
+    """Every transition on the ledger branch; what could not be written, as errors."""
+    try:
+        floor.ledger.flush()
+    except Exception as exc:  # the beads ran; the build must still end and say so
+        return [f"the ledger could not record every transition: {exc}"]
+    return []
 
 
 def _drain(floor: Floor) -> None:
