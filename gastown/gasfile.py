@@ -9,11 +9,10 @@ import re
 import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any, NoReturn
 
-import jinja2
 import yaml
 
 from gastown.bead import RoleSpec
@@ -29,7 +28,6 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 SAFE_NAME_HINT = "use letters, digits, '_', '.' and '-', starting with a letter or digit"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SPEC_FIELDS = frozenset(f.name for f in dataclasses.fields(RoleSpec)) - {"name"}
-_JINJA = jinja2.Environment()
 
 KeyPath = tuple[str, ...]
 Lines = dict[KeyPath, int]
@@ -442,11 +440,22 @@ def _as_choice(ck: _Checker, path: KeyPath, value: Any, choices: tuple[str, ...]
 
 def _as_template(ck: _Checker, path: KeyPath, value: Any) -> str:
     text = _as_text(ck, path, value)
+    if "{" not in text:  # no tag, expression or comment: nothing to check (nor to import)
+        return text
+    import jinja2
+
     try:
-        _JINJA.parse(text)
+        _jinja().parse(text)
     except jinja2.TemplateSyntaxError as e:
         ck.fail(path, f"{_dotted(path)}: bad template: {e.message or e}")
     return text
+
+
+@cache
+def _jinja() -> Any:
+    import jinja2
+
+    return jinja2.Environment()
 
 
 def _as_safe_name(ck: _Checker, path: KeyPath, value: Any, what: str) -> str:

@@ -309,9 +309,7 @@ class Refinery:
         if moved.returncode != 0:
             why = (moved.stderr.strip().splitlines() or ["update-ref failed"])[0]
             return f"could not move {self.into}: {why}"
-        if not git.ok("merge-base", "--is-ancestor", new, f"refs/heads/{self.into}", cwd=self.root):
-            return f"merge commit {new[:12]} is not on {self.into}"
-        self.known = new
+        self.known = new  # update-ref moved it from `old` to `new`, or failed
         return None
 
     def close(self) -> None:

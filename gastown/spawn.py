@@ -64,12 +64,13 @@ def run(
         log.flush()
         marker = uuid.uuid4().hex
         proc = _start(cmd, cwd, {**env, **_build, MARKER: marker}, log)
+        born = _stat(proc.pid)
         reader = _Reader(proc, log, on_line, redact)
         reader.start()
         try:
             killed = _wait(proc, reader, timeout, stall)
         finally:
-            sweep(marker)
+            sweep(marker, since=born[1] if born else 0)
         reader.join()
         killed = killed or ("requested" if reader.stopped else None)
         log.write(f"[exit {proc.returncode}{' ' + killed if killed else ''}]\n".encode())
@@ -180,13 +181,15 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
         os.killpg(proc.pid, sig)
 
 
-def sweep(marker: str, variable: str = MARKER) -> int:
-    """SIGKILL every process still carrying `variable=marker` in its environment (Linux /proc);
-    returns how many there were."""
+def sweep(marker: str, variable: str = MARKER, since: int = 0) -> int:
+    """SIGKILL every process still carrying `variable=marker` in its environment (Linux /proc)
+    among those started at or after `since` (clock ticks after boot, /proc/<pid>/stat's
+    starttime: a process is never older than the one that started it, so the others' much
+    larger environments need not be read); returns how many there were."""
     needle = f"{variable}={marker}".encode()
     killed: set[int] = set()
     for _ in range(3):  # a dying shell may fork once more
-        pids = [pid for pid in _pids() if pid not in killed and _running(pid)
+        pids = [pid for pid in _pids() if pid not in killed and _candidate(pid, since)
                 and needle in _environ(pid).split(b"\0")]
         for pid in pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -198,13 +201,25 @@ def sweep(marker: str, variable: str = MARKER) -> int:
     return len(killed)
 
 
+def _candidate(pid: int, since: int) -> bool:
+    stat = _stat(pid)
+    return stat is not None and stat[0] not in ("Z", "X") and stat[1] >= since
+
+
 def _running(pid: int) -> bool:
     """Alive and not a zombie (a zombie's environment is still readable)."""
+    return _candidate(pid, 0)
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state, starttime) from /proc/<pid>/stat, or None when it is gone. Plain os reads:
+    a sweep reads one per process on the machine."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        return fields[0].decode(), int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _await_death(pids: list[int], limit: float = 5.0) -> None:
@@ -225,15 +240,18 @@ def sweep_build(build: str) -> int:
 
 
 def _pids() -> list[int]:
-    proc = Path("/proc")
     mine = os.getpid()
-    return [int(p.name) for p in proc.iterdir() if p.name.isdigit() and int(p.name) != mine] \
-        if proc.is_dir() else []
+    try:
+        names = os.listdir("/proc")
+    except OSError:  # no /proc: nothing to sweep
+        return []
+    return [int(name) for name in names if name.isdigit() and int(name) != mine]
 
 
 def _environ(pid: int) -> bytes:
     try:
-        return Path(f"/proc/{pid}/environ").read_bytes()
+        with open(f"/proc/{pid}/environ", "rb") as environ:
+            return environ.read()
     except OSError:
         return b""
 

@@ -5,12 +5,14 @@ import re
 import shlex
 from functools import cache, lru_cache
 from pathlib import Path
-from typing import Any
-
-from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from typing import TYPE_CHECKING, Any
 
 from gastown.errors import GasError
+
+if TYPE_CHECKING:  # jinja2 is imported where a template is compiled (a build whose templates
+    # are all verbatim, or memoised, never pays for it)
+    from jinja2 import Template
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 
 class ShellQuoted(str):
@@ -33,6 +35,9 @@ def _finalize_shell(value: Any) -> Any:
 
 
 def _environment(shell: bool) -> ImmutableSandboxedEnvironment:
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
     env = ImmutableSandboxedEnvironment(
         undefined=StrictUndefined,
         autoescape=False,
@@ -59,6 +64,8 @@ def render(text: str, context: dict[str, Any], *, what: str, file: str | Path | 
     """Render one template string; errors become GasError naming `what` and where it is."""
     if _verbatim(text):
         return text
+    from jinja2 import TemplateError, TemplateSyntaxError
+
     try:
         return _compiled(text, shell).render(**context)
     except TemplateSyntaxError as exc:
@@ -84,6 +91,8 @@ def read_file(path: Path, *, shown: str) -> str:
 
 def compile_text(text: str, *, shown: str) -> Template:
     """Compile a prompt template's text; syntax errors name the file and its line."""
+    from jinja2 import TemplateSyntaxError
+
     try:
         return environment(False).from_string(text)
     except TemplateSyntaxError as exc:
@@ -92,6 +101,8 @@ def compile_text(text: str, *, shown: str) -> Template:
 
 
 def render_template(template: Template, context: dict[str, Any], *, shown: str) -> str:
+    from jinja2 import TemplateError
+
     try:
         return template.render(**context)
     except TemplateError as exc:

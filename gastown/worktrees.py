@@ -350,19 +350,18 @@ def _confined(path: Path) -> dict[str, str]:
 
 
 def retire(root: Path, path: Path, branch: str, *, keep: int | None = None) -> None:
-    """A merged bead's worktree pooled and its branch deleted: remove() and delete_branch()
-    in one git process instead of three when the worktree is still on that branch (its HEAD
-    is left naming the deleted branch, which the next owner's checkout replaces)."""
+    """A merged bead's worktree back to the pool; its branch is left for delete_branches()
+    (one git process for a whole build). When the worktree is still on that branch it is
+    pooled as it is, with no git process: the next owner's checkout moves its HEAD, and
+    once the branch is deleted it holds nothing."""
     admin = _admin_dir(path)
     try:
         head = (admin / "HEAD").read_text().strip() if admin else ""
     except OSError:
         head = ""
-    if head != f"ref: refs/heads/{branch}":  # the agent moved it: detach it the usual way
+    if head != f"ref: refs/heads/{branch}":  # the agent moved it: detached the usual way
         remove(root, path, keep=keep)
-        delete_branch(root, branch)
         return
-    delete_branch(root, branch)
     try:
         pooled = _to_pool(root, path, keep, detach=False)
     except (git.GitError, OSError, _Unsound):
@@ -372,9 +371,20 @@ def retire(root: Path, path: Path, branch: str, *, keep: int | None = None) -> N
 
 
 def delete_branch(root: Path, branch: str) -> None:
-    """Delete a bead's branch (checked out nowhere by now: `update-ref` does not list the
-    worktrees to check, as `branch -D` does)."""
-    git.run("update-ref", "-d", f"refs/heads/{branch}", cwd=root, check=False)
+    """Delete a bead's branch (`update-ref` does not list the worktrees, as `branch -D`
+    does; a pooled worktree whose HEAD still names it holds nothing once it is gone)."""
+    delete_branches(root, [branch])
+
+
+def delete_branches(root: Path, branches: list[str]) -> None:
+    """Delete these branches in one git process (one by one if that transaction fails)."""
+    if not branches:
+        return
+    lines = "".join(f"delete refs/heads/{branch}\n" for branch in branches)
+    if git.run("update-ref", "--stdin", cwd=root, input=lines, check=False).returncode == 0:
+        return
+    for branch in branches:
+        git.run("update-ref", "-d", f"refs/heads/{branch}", cwd=root, check=False)
 
 
 def leftovers(root: Path) -> list[str]:

@@ -11,7 +11,7 @@ import pytest
 
 from gastown import git as gitmod
 from gastown import worktrees
-from tests.conftest import git, make_repo
+from tests.conftest import git, git_calls, make_repo
 
 BASE_FILES = {
     ".gitignore": "build/\n__pycache__/\n*.log\n",
@@ -162,18 +162,26 @@ def test_an_operation_in_progress_does_not_follow_the_worktree(root: Path) -> No
     assert not list(admin.glob("*rebase*"))
 
 
-def test_a_retired_worktree_is_pooled_and_its_branch_gone(root: Path) -> None:
-    """A merged bead: one git process (its branch deleted; the pooled worktree's HEAD still
-    names it, and the next bead's checkout replaces that)."""
+def test_a_retired_worktree_is_pooled_by_no_git_process(root: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A merged bead still on its branch: pooled as it is; the build then deletes its branch
+    with the others (the pooled worktree's HEAD names it until the next bead's checkout)."""
     tree = worktrees.add(root, "one", "main", branch="gas/one")
     (tree / "work.txt").write_text("work\n")
     assert worktrees.commit_all(tree, "one")
-    inode = tree.stat().st_ino
+    other = worktrees.add(root, "other", "main", branch="gas/other")
+    inodes = {tree.stat().st_ino, other.stat().st_ino}
+    calls = git_calls(tmp_path, monkeypatch)
     worktrees.retire(root, tree, "gas/one")
+    worktrees.retire(root, other, "gas/other")
+    worktrees.delete_branches(root, ["gas/one", "gas/other"])
+    assert [line.split()[0] for line in calls.read_text().splitlines()] == ["update-ref"]
+    monkeypatch.undo()
     assert gitmod.rev("refs/heads/gas/one", cwd=root) is None
-    assert not tree.exists() and len(pooled(root)) == 1
+    assert gitmod.rev("refs/heads/gas/other", cwd=root) is None
+    assert not tree.exists() and len(pooled(root)) == 2
     again = worktrees.add(root, "two", "main", branch="gas/two")
-    assert again.stat().st_ino == inode, "the pooled worktree was reused"
+    assert again.stat().st_ino in inodes, "a pooled worktree was reused"
     assert_exactly(again, git(root, "rev-parse", "main"), "gas/two")
     worktrees.add(root, "one", "main", branch="gas/one")  # the bead again: its branch is free
 
@@ -182,8 +190,9 @@ def test_retiring_a_worktree_the_agent_moved_to_another_branch(root: Path) -> No
     tree = worktrees.add(root, "one", "main", branch="gas/one")
     git(tree, "checkout", "-q", "-b", "side")
     worktrees.retire(root, tree, "gas/one")
-    assert gitmod.rev("refs/heads/gas/one", cwd=root) is None
     git(root, "branch", "-D", "side")  # the pooled worktree was detached: nothing holds it
+    worktrees.delete_branches(root, ["gas/one"])
+    assert gitmod.rev("refs/heads/gas/one", cwd=root) is None
     assert len(pooled(root)) == 1
 
 

@@ -187,6 +187,7 @@ def _execute(floor: Floor, runset: RunSet, args: argparse.Namespace) -> tuple[li
         floor.refinery.close()
         with contextlib.suppress(Exception):  # said by _flush_ledger() unless this is a crash
             floor.ledger.flush()
+            _sweep(floor)
         if runset.order:
             git.maintain(floor.root)
 
@@ -271,15 +272,16 @@ def _reconcile(floor: Floor) -> None:
 
 def _sweep(floor: Floor) -> None:
     """Worktrees and gas/ branches of merged beads, and the refinery's worktree: a killed
-    build leaves them; nothing else would remove them (we hold the build lock)."""
+    build leaves them, and a build deletes the branches of the beads it merged at its end, in
+    one go; nothing else would remove them (we hold the build lock)."""
     records = floor.ledger.load()
     merged = {b for b, r in records.items() if r.get("state") == State.MERGED.value}
     for name in worktrees.leftovers(floor.root):
         if name == REFINERY_WORKTREE or name in merged:
             worktrees.remove(floor.root, worktrees.worktree_dir(floor.root, name))
-    for bead_id in worktrees.bead_branches(floor.root):
-        if bead_id in merged:
-            worktrees.delete_branch(floor.root, worktrees.branch_name(bead_id))
+    worktrees.delete_branches(floor.root, [worktrees.branch_name(bead_id) for bead_id in
+                                           worktrees.bead_branches(floor.root)
+                                           if bead_id in merged])
 
 
 def _announce(floor: Floor, runset: RunSet) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib
 from functools import cache
-from importlib.metadata import entry_points
 
 from gastown.runners.base import Runner
 
@@ -21,6 +20,8 @@ ENTRY_POINT_GROUP = "gastown.runners"
 
 @cache
 def _plugins() -> dict[str, object]:
+    from importlib.metadata import entry_points  # ~10 ms: only when a plugin is looked up
+
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name not in BUILTIN}
 
 

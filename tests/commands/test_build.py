@@ -116,6 +116,7 @@ def test_dag_builds_each_bead_merged_exactly_once_in_need_order(dag_repo: Path, 
     assert "[Mayor] Independent Beads available for immediate parallel dispatch: 5" in result.out
     assert "Beads merged: 12 (100.0%)" in result.out
     assert peak(events(tmp_path / "events.jsonl")) <= 3
+    assert git(dag_repo, "for-each-ref", "refs/heads/gas/") == ""  # merged: branches deleted
 
 
 def _merge_commit(repo: Path, bead: str) -> str:
