@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -169,7 +170,9 @@ KillPoint = Callable[[Build], None]  # returns when the build is to be killed
 
 
 def after_moves(branch: str, moves: int) -> KillPoint:
-    """Right after `branch` has moved `moves` times (its creation counts as a move)."""
+    """Right after the move of `branch` that takes it to `moves` moves (its creation counts
+    as one); for the ledger, one that records several transitions (a group commit) counts
+    as that many, so the ledger's `moves` are its transitions."""
     def wait(build: Build) -> None:
         seen, last = 0, ref_value(build.repo, branch)
         while _going(build):
@@ -183,13 +186,24 @@ def after_moves(branch: str, moves: int) -> KillPoint:
 
 def reflog_position(repo: Path, branch: str, value: str | None) -> int:
     """How many moves of `branch` it took to reach `value`, from the branch's reflog (0 when
-    unknown): exact even when the watcher, starved of CPU, missed a move or two."""
+    unknown): exact even when the watcher, starved of CPU, missed a move or two. A ledger
+    move counts the transitions its reflog entry says it records."""
     try:
         lines = (repo / ".git" / "logs" / "refs" / "heads" / branch).read_text().splitlines()
     except OSError:
         return 0
-    news = [line.split(" ", 2)[1] for line in lines if line.count(" ") >= 2]
-    return len(news) - news[::-1].index(value) if value in news else 0
+    entries = [(line.split(" ", 2)[1], _weight(line)) for line in lines if line.count(" ") >= 2]
+    news = [new for new, _ in entries]
+    if value not in news:
+        return 0
+    upto = len(news) - news[::-1].index(value)
+    return sum(weight for _, weight in entries[:upto])
+
+
+def _weight(line: str) -> int:
+    """Transitions a reflog entry records: `gastown ledger: N transition(s)`, else one move."""
+    found = re.search(r"\tgastown ledger: (\d+) transition", line)
+    return int(found.group(1)) if found else 1
 
 
 def while_exists(relpath: str) -> KillPoint:
@@ -327,7 +341,7 @@ def history(repo: Path, bead: str) -> list[dict[str, Any]]:
 class Snapshot:
     """The repository right after the kill."""
 
-    transitions: int  # ledger commits the killed build made (its creation included)
+    transitions: int  # ledger transitions the killed build recorded (its creation included)
     states: dict[str, str]  # bead -> ledger state
     landed: set[str]  # beads whose trailer was on the integration branch
 
@@ -340,8 +354,7 @@ class Snapshot:
 
 
 def snapshot(repo: Path, env: Mapping[str, str]) -> Snapshot:
-    made = int(git(repo, "rev-list", "--count", LEDGER, env=env)) if ref_value(repo, LEDGER) \
-        else 0
+    made = reflog_position(repo, LEDGER, ref_value(repo, LEDGER))
     states = {b: r.get("state", "") for b, r in Ledger(repo, LEDGER).load().items()}
     landed = set(trailer_counts(repo, env)) if ref_value(repo, INTO) else set()
     return Snapshot(made, states, landed)
@@ -381,12 +394,12 @@ def crash_round(workdir: Path, env: Mapping[str, str], kill_at: KillPoint,
 
 
 def clean_transitions(workdir: Path, env: Mapping[str, str]) -> int:
-    """How many times the ledger moves in a build that nobody kills."""
+    """How many transitions (the ledger's creation included) a build nobody kills records."""
     repo = make_scenario(workdir / "repo", env)
     code, output = run_build(repo, env, workdir / "clean.log")
     if code != 0:
         raise SystemExit(f"a clean build failed (exit {code}):\n{output}")
-    return int(git(repo, "rev-list", "--count", f"refs/heads/{LEDGER}", env=env))
+    return reflog_position(repo, LEDGER, ref_value(repo, LEDGER))
 
 
 # -- the bench --------------------------------------------------------------------------------

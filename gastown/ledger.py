@@ -316,7 +316,8 @@ class Ledger:
         last = {entry.record["id"]: entry.record for entry in batch}
         trailers = "\n".join(f"{TRAILER}: {bead}" for bead in last)
         try:
-            commit = self._write(list(last.values()), f"{lines}\n\n{trailers}\n")
+            commit = self._write(list(last.values()), f"{lines}\n\n{trailers}\n",
+                                 len(batch))
         except Exception as exc:
             for entry in batch:
                 entry.error = exc
@@ -331,16 +332,16 @@ class Ledger:
             raise ValueError("put_many given the same bead twice")
         if not records:
             return self._start()
-        return self._write(records, f"{message.rstrip()}\n")
+        return self._write(records, f"{message.rstrip()}\n", len(records))
 
-    def _write(self, records: list[dict[str, Any]], message: str) -> str:
+    def _write(self, records: list[dict[str, Any]], message: str, transitions: int) -> str:
         texts = [_dump(r).encode() for r in records]
         with self._writing, _flocked(self._lock_file()):
             tip = self._written or self._start()
             for attempt in range(MAX_TRIES):
                 commit, root = self._store(tip, records, texts, message)
                 with self._lock:  # readers see the branch and the cache move together
-                    refused = self._cas(commit, tip)
+                    refused = self._cas(commit, tip, transitions)
                     if refused is None:
                         self._remember(records, tip, commit)
                 if refused is None:
@@ -432,10 +433,13 @@ class Ledger:
             raise git.GitError(["cat-file", "--batch"], proc.returncode, proc.stderr.decode())
         return _split_batch(proc.stdout, len(specs))
 
-    def _cas(self, new: str, old: str | None) -> str | None:
+    def _cas(self, new: str, old: str | None, transitions: int = 0) -> str | None:
         """Move the branch from `old` (None: absent) to `new` unless someone moved it first.
-        None when moved, else git's reason why not."""
-        proc = git.run("update-ref", "-m", "gastown ledger", self.ref, new, old or "",
+        None when moved, else git's reason why not. The reflog entry says how many
+        transitions the move records (`git reflog gt-ledger`; 0 is the ledger's creation)."""
+        why = f"gastown ledger: {transitions} transition(s)" if transitions else \
+            "gastown ledger: start"
+        proc = git.run("update-ref", "-m", why, self.ref, new, old or "",
                        cwd=self.repo, check=False)
         return None if proc.returncode == 0 else proc.stderr.strip() or "update-ref failed"
 

@@ -11,10 +11,13 @@ bead, so every bead is settled (merged once, or failed) in the end.
 """
 from __future__ import annotations
 
+import string
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from gastown import git, spawn, worktrees
@@ -74,6 +77,7 @@ class Refinery:
         # The commit the refinery worktree is known to be exactly at (checked out, nothing
         # else in it): a cherry-pick that succeeded leaves it so, and then needs no reset.
         self.clean_at: str | None = None
+        self.commits: _Commits | None = None  # made on the first merge
 
     def tip(self) -> str:
         tip = git.rev(f"refs/heads/{self.into}", cwd=self.root)
@@ -172,7 +176,10 @@ class Refinery:
         """Each bead merged onto the one before, starting at `base`. A bead that conflicts
         with `base` itself fails; one that conflicts only with the beads before it in this
         batch (which may yet fail CI) waits for the next batch."""
-        combine = self._in_worktree(base) if self.strategy == "rebase" else self._in_objects
+        if self.strategy == "rebase":
+            combine = self._in_worktree(base)
+        else:
+            combine = partial(self._in_objects, self._heads(tickets))
         chain: list[_Link] = []
         later: list[_Ticket] = []
         for ticket in tickets:
@@ -189,12 +196,24 @@ class Refinery:
         self._requeue(later)
         return chain
 
-    def _in_objects(self, tip: str, ticket: _Ticket) -> tuple[str | None, str | None]:
+    def _heads(self, tickets: list[_Ticket]) -> dict[str, str]:
+        """branch -> the commit it is at, for the whole batch in one git process (a branch
+        that cannot be read keeps its name, and merge-tree says what is wrong with it)."""
+        names = [ticket.branch for ticket in tickets]
+        proc = git.run("rev-parse", *(f"refs/heads/{n}^{{commit}}" for n in names),
+                       cwd=self.root, check=False)
+        found = proc.stdout.split()
+        return dict(zip(names, found, strict=True)) if proc.returncode == 0 and \
+            len(found) == len(names) else {name: name for name in names}
+
+    def _in_objects(self, heads: dict[str, str], tip: str,
+                    ticket: _Ticket) -> tuple[str | None, str | None]:
         """(commit, None) or (None, why not): `merge` and `squash` computed by
         `git merge-tree` in the object store, with no checkout and no index (a third of the
         cost of `git merge` in a worktree; merge hooks do not run)."""
+        head = heads[ticket.branch]
         proc = git.run("merge-tree", "--write-tree", "--name-only", "--no-messages", tip,
-                       ticket.branch, cwd=self.root, check=False)
+                       head, cwd=self.root, check=False)
         lines = proc.stdout.splitlines()
         if proc.returncode not in (0, 1) or not lines:
             why = (proc.stderr.strip().splitlines() or ["git merge-tree failed"])[-1]
@@ -203,10 +222,11 @@ class Refinery:
             names = [name for name in lines[1:] if name][:5]
             return None, f"merge conflict with {self.into} in {', '.join(names)}"
         merge = self.strategy == "merge"
-        parents = ["-p", tip, "-p", ticket.branch] if merge else ["-p", tip]
+        parents = [tip, head] if merge else [tip]
         message = merge_message(ticket.bead, "Merge " if merge else "")
-        return git.out("commit-tree", lines[0], *parents, cwd=self.root, input=message,
-                       env=self.env), None
+        if self.commits is None:
+            self.commits = _Commits(self.root, self.env)
+        return self.commits.make(lines[0], parents, message), None
 
     def _in_worktree(self, base: str) -> Callable[[str, _Ticket], tuple[str | None, str | None]]:
         """`rebase`: each of the bead's commits cherry-picked onto the tip, the last one
@@ -316,6 +336,47 @@ class Refinery:
         if self.path is not None:
             worktrees.remove(self.root, self.path)
             self.path = None
+class _Commits:
+    """Merge commits as `git commit-tree` makes them (the identity `git var` gives, the time
+    now), built here and written as loose objects: the next merge of the chain can read
+    them at once, and a merge costs one git process (its merge-tree). `commit-tree` itself
+    makes them where git would do more than that: signing (commit.gpgSign), another
+    encoding (i18n.commitEncoding), or a date fixed by GIT_AUTHOR_DATE/GIT_COMMITTER_DATE."""
+
+    def __init__(self, root: Path, env: dict[str, str]) -> None:
+        self.root, self.env = root, env
+        values = dict(line.split("=", 1) for line in
+                      git.out("var", "-l", cwd=root, env=env).splitlines() if "=" in line)
+        self.author = values.get("GIT_AUTHOR_IDENT", "").rsplit(" ", 2)
+        self.committer = values.get("GIT_COMMITTER_IDENT", "").rsplit(" ", 2)
+        self.native = (
+            values.get("commit.gpgsign", "false").lower() in ("true", "yes", "on", "1")
+            or values.get("i18n.commitencoding", "utf-8").lower() not in ("utf-8", "utf8")
+            or any(key in {**git.clean_env(), **env}
+                   for key in ("GIT_AUTHOR_DATE", "GIT_COMMITTER_DATE"))
+            or len(self.author) != 3 or len(self.committer) != 3)
+        self.objects = worktrees.common_dir(root) / "objects"
+
+    def make(self, tree: str, parents: list[str], message: str) -> str:
+        if self.native:
+            flags = [arg for parent in parents for arg in ("-p", parent)]
+            return git.out("commit-tree", tree, *flags, cwd=self.root, input=message,
+                           env=self.env)
+        ids = [p if _is_oid(p, len(tree)) else git.rev(p, cwd=self.root) or p for p in parents]
+        when = str(int(time.time()))
+        author = f"{self.author[0]} {when} {self.author[2]}"
+        committer = f"{self.committer[0]} {when} {self.committer[2]}"
+        body = "".join([f"tree {tree}\n", *(f"parent {oid}\n" for oid in ids),
+                        f"author {author}\n", f"committer {committer}\n\n", message])
+        [commit] = git.store([("commit", body.encode())], into=self.objects,
+                             hex_size=len(tree))
+        return commit
+
+
+def _is_oid(text: str, size: int) -> bool:
+    return len(text) == size and all(c in string.hexdigits for c in text)
+
+
 def merge_message(bead: Bead, verb: str) -> str:
     return (f"{verb}{bead.id}: {bead.title}\n\n"
             f"{TRAILER}: {bead.id}\n{FINGERPRINT_TRAILER}: {bead.fingerprint}\n")

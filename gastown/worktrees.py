@@ -80,6 +80,7 @@ _pool_lock = threading.Lock()  # the pool's listing: one claim or return at a ti
 # What a worktree's own git dir keeps when it changes hands; the rest is the last owner's
 # (a rebase, merge or bisect in progress, reflog, per-worktree config, a killed git's lock).
 _ADMIN_KEEP = frozenset({"HEAD", "commondir", "gitdir", "index"})
+CLEAN = "gastown-clean"  # in a pooled worktree's admin dir: scrubbed as it was pooled
 
 
 class _Unsound(Exception):
@@ -126,10 +127,12 @@ def ensure_excluded(root: Path) -> None:
 def identity_env(root: Path) -> dict[str, str]:
     """A committer identity for repos (and CI machines) that have none configured."""
     env: dict[str, str] = {}
-    if not git.run("config", "user.name", cwd=root, check=False).stdout.strip():
-        env.update(GIT_AUTHOR_NAME="gastown", GIT_COMMITTER_NAME="gastown")
-    if not git.run("config", "user.email", cwd=root, check=False).stdout.strip():
-        env.update(GIT_AUTHOR_EMAIL="gastown@localhost", GIT_COMMITTER_EMAIL="gastown@localhost")
+    for key, fallback in (("name", "gastown"), ("email", "gastown@localhost")):
+        if git.run("config", f"user.{key}", cwd=root, check=False).stdout.strip():
+            continue
+        for role in ("AUTHOR", "COMMITTER"):  # what the environment sets, git uses
+            if not os.environ.get(f"GIT_{role}_{key.upper()}"):
+                env[f"GIT_{role}_{key.upper()}"] = fallback
     return env
 
 
@@ -198,16 +201,38 @@ def _claim(root: Path, path: Path) -> bool:
 
 def _refresh(path: Path, start: str, branch: str | None) -> None:
     """The last owner's work gone: `start` checked out (only changed paths are rewritten),
-    every untracked and ignored file deleted, no operation in progress."""
+    every untracked and ignored file deleted, no operation in progress. A worktree scrubbed
+    when it was pooled (its admin dir holds the CLEAN mark) needs the checkout alone: the
+    scrub is done as the last bead ends, not as the next one starts (where a wave of beads
+    starting at once waits for it)."""
     env = _confined(path)
-    tags = {line[:1] for line in git.out("ls-files", "-v", cwd=path, env=env).splitlines()}
-    if tags - {"H", "M"}:  # assume-unchanged or skip-worktree: checkout would trust them
-        raise _Unsound(f"{path}: index entries flagged {sorted(tags - {'H', 'M'})}")
-    _forget_operations(path)
+    admin = _admin_dir(path)
+    scrubbed = admin is not None and (admin / CLEAN).is_file()
+    if not scrubbed:
+        _check_flags(path)
+    _forget_operations(path)  # the CLEAN mark goes too: this owner may leave anything
     target = ["--ignore-other-worktrees", "-B", branch, start] if branch else ["--detach", start]
     git.run("checkout", "--force", "--quiet", "--no-recurse-submodules", *target, cwd=path,
             env=env)
-    git.run("clean", "-ffdxq", cwd=path, env=env)
+    if not scrubbed:
+        git.run("clean", "-ffdxq", cwd=path, env=env)
+
+
+def _check_flags(path: Path) -> None:
+    tags = {line[:1] for line in git.out("ls-files", "-v", cwd=path,
+                                         env=_confined(path)).splitlines()}
+    if tags - {"H", "M"}:  # assume-unchanged or skip-worktree: checkout would trust them
+        raise _Unsound(f"{path}: index entries flagged {sorted(tags - {'H', 'M'})}")
+
+
+def _scrub(path: Path) -> None:
+    """Every untracked and ignored file deleted and the index checked now; CLEAN says so to
+    the next owner (a kill before the mark leaves a worktree the next owner scrubs itself)."""
+    _check_flags(path)
+    git.run("clean", "-ffdxq", cwd=path, env=_confined(path))
+    admin = _admin_dir(path)
+    if admin is not None:
+        (admin / CLEAN).touch()
 
 
 def _forget_operations(path: Path) -> None:
@@ -244,6 +269,9 @@ def _to_pool(root: Path, path: Path, keep: int | None, *, detach: bool = True) -
                           env=_confined(path), check=False).returncode != 0:
         return False
     _forget_operations(path)  # a rebase in progress would still hold its branch
+    if len(_pool_entries(root)) >= max(POOL_SIZE, keep or 0):
+        return False  # full: not worth scrubbing
+    _scrub(path)
     with _pool_lock, _admin.shared():
         slot = _free_slot(root, keep)
         return slot is not None and _move(root, path, slot)

@@ -121,11 +121,11 @@ def test_cas_retry_when_another_writer_moves_the_branch(repo: Path, tmp_path: Pa
     real_cas = a._cas
     calls: list[str] = []
 
-    def racing_cas(new: str, old: str | None) -> str | None:
+    def racing_cas(new: str, old: str | None, transitions: int = 0) -> str | None:
         if not calls:
             b.put(rec("b-1"), "b-1")  # lands between a reading the tip and moving it
         calls.append(new)
-        return real_cas(new, old)
+        return real_cas(new, old, transitions)
 
     monkeypatch.setattr(a, "_cas", racing_cas)
     a.put(rec("a-2"), "a-2")
@@ -140,9 +140,9 @@ def test_ensure_race_adopts_the_other_creator(repo: Path,
     a, b = Ledger(repo), Ledger(repo)
     real_cas = a._cas
 
-    def racing_cas(new: str, old: str | None) -> str | None:
+    def racing_cas(new: str, old: str | None, transitions: int = 0) -> str | None:
         b.ensure()
-        return real_cas(new, old)
+        return real_cas(new, old, transitions)
 
     monkeypatch.setattr(a, "_cas", racing_cas)
     a.ensure()
@@ -323,6 +323,9 @@ def test_posted_transitions_are_seen_at_once_and_coalesce(repo: Path) -> None:
     ledger.flush()
 
     assert commits(repo) == 1 + 2
+    assert git(repo, "reflog", "--format=%gs", "gt-ledger").splitlines() == [
+        "gastown ledger: 3 transition(s)", "gastown ledger: 1 transition(s)",
+        "gastown ledger: start"]
     group = ledger.history(limit=1)[0]["message"].splitlines()
     assert group == ["3 transitions: p review, p merging, q running", "",
                      "p: review", "p: merging (approved)", "q: running"]

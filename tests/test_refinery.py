@@ -36,6 +36,26 @@ def test_strategy_lands_each_bead_once(tmp_path: Path, gas, strategy: str) -> No
     assert {b["id"]: b["state"] for b in status["beads"]} == {"one": "merged", "two": "merged"}
 
 
+def test_merge_commits_are_what_commit_tree_would_make(tmp_path: Path, gas) -> None:
+    """The refinery writes merge commits itself: the identity git gives, the time now, the
+    objects fsck-clean; with a date fixed in the environment `git commit-tree` makes them."""
+    repo = make_repo(tmp_path / "repo", {"Gasfile.yaml": GASFILE.format(strategy="merge")})
+    assert gas(repo, "build").code == 0
+    assert git(repo, "fsck", "--strict", "--no-dangling") == ""
+    who = git(repo, "log", "-1", "--format=%an <%ae>|%cn <%ce>", "staging")
+    assert who == "Test Author <author@example.com>|Test Committer <committer@example.com>"
+    merged = git(repo, "log", "-1", "--format=%ct", "staging")
+    bead = git(repo, "log", "-1", "--format=%ct", "staging^2")
+    assert 0 <= int(merged) - int(bead) < 600
+
+    fixed = make_repo(tmp_path / "fixed", {"Gasfile.yaml": GASFILE.format(strategy="merge")})
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("GIT_COMMITTER_DATE", "2001-02-03T04:05:06+00:00")
+        assert gas(fixed, "build").code == 0
+    assert git(fixed, "log", "-1", "--format=%cI", "staging") == "2001-02-03T04:05:06+00:00"
+    assert git(fixed, "fsck", "--strict", "--no-dangling") == ""
+
+
 # -- batch: N ---------------------------------------------------------------------------------
 # The CI script records each run (the beads it tested, from GAS_BEADS) and fails when the
 # planted bead's file is in the tree. Its first run holds on until every bead is approved (it

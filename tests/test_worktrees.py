@@ -162,28 +162,43 @@ def test_an_operation_in_progress_does_not_follow_the_worktree(root: Path) -> No
     assert not list(admin.glob("*rebase*"))
 
 
-def test_a_retired_worktree_is_pooled_by_no_git_process(root: Path, tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """A merged bead still on its branch: pooled as it is; the build then deletes its branch
-    with the others (the pooled worktree's HEAD names it until the next bead's checkout)."""
+def test_a_retired_worktree_is_scrubbed_once_and_claimed_by_one_checkout(
+        root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A merged bead still on its branch: scrubbed (index flags checked, untracked and
+    ignored files deleted) and pooled as it is; the build deletes its branch with the others
+    (the pooled worktree's HEAD names it until the next owner's checkout, its one git call)."""
     tree = worktrees.add(root, "one", "main", branch="gas/one")
     (tree / "work.txt").write_text("work\n")
     assert worktrees.commit_all(tree, "one")
+    (tree / "debug.log").write_text("ignored output\n")
     other = worktrees.add(root, "other", "main", branch="gas/other")
     inodes = {tree.stat().st_ino, other.stat().st_ino}
     calls = git_calls(tmp_path, monkeypatch)
     worktrees.retire(root, tree, "gas/one")
     worktrees.retire(root, other, "gas/other")
     worktrees.delete_branches(root, ["gas/one", "gas/other"])
-    assert [line.split()[0] for line in calls.read_text().splitlines()] == ["update-ref"]
+    again = worktrees.add(root, "two", "main", branch="gas/two")
+    assert [line.split()[0] for line in calls.read_text().splitlines()] == \
+        ["ls-files", "clean"] * 2 + ["update-ref", "checkout"]
     monkeypatch.undo()
     assert gitmod.rev("refs/heads/gas/one", cwd=root) is None
     assert gitmod.rev("refs/heads/gas/other", cwd=root) is None
-    assert not tree.exists() and len(pooled(root)) == 2
-    again = worktrees.add(root, "two", "main", branch="gas/two")
     assert again.stat().st_ino in inodes, "a pooled worktree was reused"
     assert_exactly(again, git(root, "rev-parse", "main"), "gas/two")
     worktrees.add(root, "one", "main", branch="gas/one")  # the bead again: its branch is free
+
+
+def test_a_pooled_worktree_without_the_clean_mark_is_scrubbed_when_claimed(root: Path) -> None:
+    """A pool entry from a build killed between its scrub and its mark (or an older gastown)
+    is scrubbed by its next owner."""
+    tree = worktrees.add(root, "one", "main", branch="gas/one")
+    worktrees.remove(root, tree)
+    [entry] = pooled(root)
+    admin = Path(git(entry, "rev-parse", "--absolute-git-dir"))
+    (admin / worktrees.CLEAN).unlink()
+    dirty_everything(entry)
+    again = worktrees.add(root, "two", "main", branch="gas/two")
+    assert_exactly(again, git(root, "rev-parse", "main"), "gas/two")
 
 
 def test_retiring_a_worktree_the_agent_moved_to_another_branch(root: Path) -> None:
@@ -319,9 +334,10 @@ def test_eight_threads_adding_and_removing(root: Path) -> None:
 
 @pytest.fixture
 def crashed(root: Path) -> Iterator[tuple[Path, list[Path]]]:
-    """A pool as a kill -9 can leave it: an entry whose `.git` is gone, one renamed without
-    git (killed inside a move), a stale index lock, half-deleted trash; and an untracked file
-    in the main checkout that must survive whatever gastown does."""
+    """A pool as a kill -9 (or an older gastown) can leave it: an entry whose `.git` is gone,
+    one renamed without git (killed inside a move), a stale index lock, one pooled without
+    the scrub (no CLEAN mark) and with build output in it, half-deleted trash; and an
+    untracked file in the main checkout that must survive whatever gastown does."""
     trees = [worktrees.add(root, f"b{n}", "main", branch=f"gas/b{n}") for n in range(4)]
     for tree in trees:
         (tree / "build").mkdir()
@@ -333,6 +349,8 @@ def crashed(root: Path) -> Iterator[tuple[Path, list[Path]]]:
     two.rename(two.parent / "renamed")
     admin = Path(git(three, "rev-parse", "--absolute-git-dir"))
     (admin / "index.lock").write_text("")
+    (Path(git(four, "rev-parse", "--absolute-git-dir")) / worktrees.CLEAN).unlink()
+    (four / "build").mkdir()
     (four / "build" / "leak").write_text("four")
     trash = root / ".gastown" / "trash" / "left"
     trash.mkdir(parents=True)

@@ -37,8 +37,9 @@ from bench.chaos import (
     while_exists,
 )
 
-# A clean build moves the ledger 25 times: its creation, then running, review, merging and
-# merged for each of the six beads. These kill points span it, the first and last included.
+# A clean build records 25 ledger transitions: its creation, then running, review, merging
+# and merged for each of the six beads (several at once may share a commit: a kill point is
+# the move that records the k-th). These kill points span it, the first and last included.
 LEDGER_KILLS = (1, 3, 5, 8, 11, 14, 17, 20, 23, 25)
 # The integration branch moves once when it is created, then once per merge (6 merges).
 STAGING_KILLS = (2, 4, 7)
