@@ -5,6 +5,7 @@ import contextlib
 import difflib
 import fnmatch
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -146,15 +147,23 @@ def _write_atomically(path: Path, text: str) -> None:
 @cache
 def _code_digest() -> str:
     """The code that compiles items: Python, Jinja2 and gastown's modules that render."""
-    import jinja2
-
-    digest = hashlib.sha256(f"{sys.version}|{jinja2.__version__}|{MEMO_SCHEMA}".encode())
+    digest = hashlib.sha256(f"{sys.version}|{_jinja_version()}|{MEMO_SCHEMA}".encode())
     for module in (templating, sys.modules[Bead.__module__], sys.modules[__name__]):
         try:
             digest.update(Path(str(module.__file__)).read_bytes())
         except OSError:  # not installed as files: its version has to do
             digest.update(f"{module.__name__} {__version__}".encode())
     return digest.hexdigest()
+
+
+def _jinja_version() -> str:
+    """Jinja2's version without importing it (a build whose templates are all verbatim never
+    does): the bytes of its __init__, which holds __version__."""
+    spec = importlib.util.find_spec("jinja2")
+    try:
+        return hashlib.sha256(Path(str(spec.origin)).read_bytes()).hexdigest() if spec else ""
+    except OSError:
+        return ""
 
 
 @dataclass

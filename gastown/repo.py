@@ -1,6 +1,7 @@
 """Finding the repository a command works on, and refusing the ones gastown cannot use."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from gastown import git
@@ -31,10 +32,21 @@ def _check_git_version() -> None:
                        hint="upgrade git (worktree and update-ref features are needed)")
 
 
+# Branch names git certainly accepts (it is asked about any other): slash-separated words of
+# letters, digits, `.`, `_` and `-`, each starting with a letter or digit, no `..`, no `.lock`.
+_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*")
+
+
+def _plain_branch(name: str) -> bool:
+    return bool(_PLAIN.fullmatch(name)) and ".." not in name and name != "HEAD" and \
+        not any(part.endswith((".lock", ".")) for part in name.split("/"))
+
+
 def check_branches(root: Path, base: str, into: str, ledger: str, *, file: str) -> None:
     """`base` must exist; `into` must not be checked out anywhere (gas moves it by ref)."""
     for key, name in (("into", into), ("ledger", ledger)):
-        if not git.ok("check-ref-format", "--branch", name, cwd=root):
+        if not _plain_branch(name) and not git.ok("check-ref-format", "--branch", name,
+                                                   cwd=root):
             raise GasError(f"project.{key}: {name!r} is not a valid branch name", file=file,
                            hint="see `git help check-ref-format`")
     if into == ledger:

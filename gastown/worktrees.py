@@ -127,8 +127,11 @@ def ensure_excluded(root: Path) -> None:
 def identity_env(root: Path) -> dict[str, str]:
     """A committer identity for repos (and CI machines) that have none configured."""
     env: dict[str, str] = {}
+    found = git.run("config", "--get-regexp", r"^user\.(name|email)$", cwd=root, check=False)
+    configured = {line.split(" ", 1)[0] for line in found.stdout.splitlines()
+                  if line.partition(" ")[2].strip()}
     for key, fallback in (("name", "gastown"), ("email", "gastown@localhost")):
-        if git.run("config", f"user.{key}", cwd=root, check=False).stdout.strip():
+        if f"user.{key}" in configured:
             continue
         for role in ("AUTHOR", "COMMITTER"):  # what the environment sets, git uses
             if not os.environ.get(f"GIT_{role}_{key.upper()}"):
