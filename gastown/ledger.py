@@ -170,11 +170,14 @@ class Ledger:
 
     # -- reading -------------------------------------------------------------------------------
 
-    def load(self) -> dict[str, dict[str, Any]]:
+    def load(self, *, fresh: bool = True) -> dict[str, dict[str, Any]]:
         """All records by bead id ({} without a branch). Records are shared with the cache:
-        change them only through transition(), which copies."""
+        change them only through transition(), which copies. `fresh=False` trusts the cache
+        once loaded (no git process): for a build, which holds the lock every writer takes,
+        and whose own writes keep the cache current."""
         with self._lock:
-            records = dict(self._refresh())
+            cached = None if fresh else self._records
+            records = dict(cached if cached is not None else self._refresh())
         with self._group:
             records.update(self._posted)
         return records

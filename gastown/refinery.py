@@ -314,16 +314,20 @@ class Refinery:
         """Move `into` from `old` to the chain's last commit; every bead of the chain merged
         (with its own commit) or failed with why. The new tip, or None if it did not move."""
         new = chain[-1].commit
-        failure = self._move(old, new)
+        failure = self._move(old, new, [link.ticket.branch for link in chain])
         for link in chain:
             result = MergeResult(False, reason=failure) if failure else \
                 MergeResult(True, commit=link.commit)
             self._settle(link.ticket, result)
         return None if failure else new
 
-    def _move(self, old: str, new: str) -> str | None:
-        moved = git.run("update-ref", "-m", "gas: refinery merge", f"refs/heads/{self.into}",
-                        new, old, cwd=self.root, check=False)
+    def _move(self, old: str, new: str, merged: list[str]) -> str | None:
+        """`into` from `old` to `new` and the merged beads' branches deleted, in one
+        transaction: both happen, or neither."""
+        commands = [f"update refs/heads/{self.into} {new} {old}\n",
+                    *(f"delete refs/heads/{branch}\n" for branch in merged)]
+        moved = git.run("update-ref", "-m", "gas: refinery merge", "--stdin", cwd=self.root,
+                        input="".join(commands), check=False)
         if moved.returncode != 0 and self.tip() != old:
             return f"{self.into} moved during the merge; not merged"
         if moved.returncode != 0:

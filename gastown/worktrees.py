@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import threading
 import time
 import uuid
@@ -81,6 +82,7 @@ _pool_lock = threading.Lock()  # the pool's listing: one claim or return at a ti
 # (a rebase, merge or bisect in progress, reflog, per-worktree config, a killed git's lock).
 _ADMIN_KEEP = frozenset({"HEAD", "commondir", "gitdir", "index"})
 CLEAN = "gastown-clean"  # in a pooled worktree's admin dir: scrubbed as it was pooled
+INDEX_READ_LIMIT = 256 * 1024  # bytes: a larger index is checked by git (faster there)
 
 
 class _Unsound(Exception):
@@ -222,10 +224,55 @@ def _refresh(path: Path, start: str, branch: str | None) -> None:
 
 
 def _check_flags(path: Path) -> None:
-    tags = {line[:1] for line in git.out("ls-files", "-v", cwd=path,
-                                         env=_confined(path)).splitlines()}
-    if tags - {"H", "M"}:  # assume-unchanged or skip-worktree: checkout would trust them
-        raise _Unsound(f"{path}: index entries flagged {sorted(tags - {'H', 'M'})}")
+    """No index entry is marked assume-unchanged or skip-worktree (checkout would trust such
+    an entry's file as it is): read here for a small index, by `git ls-files -v` else."""
+    admin = _admin_dir(path)
+    flagged = _flagged(admin / "index") if admin else None
+    if flagged is None:
+        tags = {line[:1] for line in git.out("ls-files", "-v", cwd=path,
+                                             env=_confined(path)).splitlines()}
+        flagged = bool(tags - {"H", "M"})
+    if flagged:
+        raise _Unsound(f"{path}: index entries marked assume-unchanged or skip-worktree")
+
+
+def _flagged(index: Path) -> bool | None:
+    """Whether an entry of this version 2 or 3 index (gitformat-index) carries the
+    assume-valid or skip-worktree flag; None when git should be asked (a large or newer
+    index, or one this reading does not follow to its end exactly)."""
+    try:
+        data = index.read_bytes() if index.stat().st_size <= INDEX_READ_LIMIT else b""
+    except OSError:
+        return None
+    if len(data) < 12 or data[:4] != b"DIRC":
+        return None
+    version, count = struct.unpack(">II", data[4:12])
+    if version not in (2, 3):
+        return None
+    for oid_size in (20, 32):  # sha1, sha256: whichever walks the entries exactly
+        found = _walk_flags(data, count, oid_size)
+        if found is not None:
+            return found
+    return None
+
+
+def _walk_flags(data: bytes, count: int, oid_size: int) -> bool | None:
+    pos, flagged = 12, False
+    for _ in range(count):
+        head = pos + 40 + oid_size  # ctime mtime dev ino mode uid gid size, then the id
+        if head + 2 > len(data):
+            return None
+        flags = struct.unpack(">H", data[head:head + 2])[0]
+        name = head + 2
+        if flags & 0x4000:  # extended flags (version 3): skip-worktree is 0x4000
+            flagged |= bool(struct.unpack(">H", data[name:name + 2])[0] & 0x4000)
+            name += 2
+        flagged |= bool(flags & 0x8000)  # assume-valid
+        end = data.find(b"\0", name)
+        if end < 0 or (flags & 0xFFF) not in (end - name, 0xFFF):
+            return None
+        pos += (end - pos + 8) // 8 * 8  # entries are NUL-padded to a multiple of 8 bytes
+    return flagged if pos <= len(data) else None
 
 
 def _scrub(path: Path) -> None:
@@ -381,10 +428,10 @@ def _confined(path: Path) -> dict[str, str]:
 
 
 def retire(root: Path, path: Path, branch: str, *, keep: int | None = None) -> None:
-    """A merged bead's worktree back to the pool; its branch is left for delete_branches()
-    (one git process for a whole build). When the worktree is still on that branch it is
-    pooled as it is, with no git process: the next owner's checkout moves its HEAD, and
-    once the branch is deleted it holds nothing."""
+    """A merged bead's worktree back to the pool (the refinery deleted its branch as it
+    merged it). When the worktree is still on that branch it is pooled as it is, without a
+    detach: its HEAD names a branch that is gone, so it holds nothing, and the next owner's
+    checkout moves it."""
     admin = _admin_dir(path)
     try:
         head = (admin / "HEAD").read_text().strip() if admin else ""
@@ -401,14 +448,10 @@ def retire(root: Path, path: Path, branch: str, *, keep: int | None = None) -> N
         _discard(root, path)
 
 
-def delete_branch(root: Path, branch: str) -> None:
-    """Delete a bead's branch (`update-ref` does not list the worktrees, as `branch -D`
-    does; a pooled worktree whose HEAD still names it holds nothing once it is gone)."""
-    delete_branches(root, [branch])
-
-
 def delete_branches(root: Path, branches: list[str]) -> None:
-    """Delete these branches in one git process (one by one if that transaction fails)."""
+    """Delete these branches in one git process (one by one if that transaction fails);
+    `update-ref` does not list the worktrees, as `branch -D` does, so a pooled worktree whose
+    HEAD still names one does not stop it."""
     if not branches:
         return
     lines = "".join(f"delete refs/heads/{branch}\n" for branch in branches)

@@ -165,8 +165,9 @@ def test_an_operation_in_progress_does_not_follow_the_worktree(root: Path) -> No
 def test_a_retired_worktree_is_scrubbed_once_and_claimed_by_one_checkout(
         root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A merged bead still on its branch: scrubbed (index flags checked, untracked and
-    ignored files deleted) and pooled as it is; the build deletes its branch with the others
-    (the pooled worktree's HEAD names it until the next owner's checkout, its one git call)."""
+    ignored files deleted) and pooled as it is; its branch is deleted (by the refinery, as it
+    merges; here by hand) while the pooled worktree's HEAD still names it, until the next
+    owner's checkout, that owner's one git call."""
     tree = worktrees.add(root, "one", "main", branch="gas/one")
     (tree / "work.txt").write_text("work\n")
     assert worktrees.commit_all(tree, "one")
@@ -179,7 +180,7 @@ def test_a_retired_worktree_is_scrubbed_once_and_claimed_by_one_checkout(
     worktrees.delete_branches(root, ["gas/one", "gas/other"])
     again = worktrees.add(root, "two", "main", branch="gas/two")
     assert [line.split()[0] for line in calls.read_text().splitlines()] == \
-        ["ls-files", "clean"] * 2 + ["update-ref", "checkout"]
+        ["clean"] * 2 + ["update-ref", "checkout"]  # a small index is checked without git
     monkeypatch.undo()
     assert gitmod.rev("refs/heads/gas/one", cwd=root) is None
     assert gitmod.rev("refs/heads/gas/other", cwd=root) is None
@@ -247,6 +248,27 @@ def test_relative_worktree_links_survive_moves_to_another_depth(root: Path) -> N
     assert git(again, "rev-parse", "--absolute-git-dir") == str(admin)
     assert (admin / (admin / "gitdir").read_text().strip()).resolve() == again / ".git"
     assert_exactly(again, git(root, "rev-parse", "main"), "gas/two")
+
+
+@pytest.mark.parametrize("object_format", ["sha1", "sha256"])
+def test_index_flags_read_here_agree_with_git(tmp_path: Path, object_format: str) -> None:
+    """The index is read here when it is small: it must see what `git ls-files -v` sees."""
+    repo = tmp_path / "repo"
+    git(tmp_path, "init", "-q", f"--object-format={object_format}", str(repo))
+    for n in range(30):
+        (repo / "d" / f"{'x' * n}.txt").parent.mkdir(exist_ok=True)
+        (repo / "d" / f"{'x' * n}.txt").write_text(str(n))
+    git(repo, "add", "-A")
+    index = repo / ".git" / "index"
+    assert worktrees._flagged(index) is False
+    git(repo, "update-index", "--assume-unchanged", "d/xxx.txt")
+    assert worktrees._flagged(index) is True
+    git(repo, "update-index", "--no-assume-unchanged", "d/xxx.txt")
+    assert worktrees._flagged(index) is False
+    git(repo, "update-index", "--skip-worktree", "d/x.txt")  # makes it a version 3 index
+    assert worktrees._flagged(index) is True
+    git(repo, "update-index", "--index-version", "4")
+    assert worktrees._flagged(index) is None  # git is asked
 
 
 def test_a_flagged_index_is_not_trusted(root: Path) -> None:

@@ -114,7 +114,7 @@ def _build(loaded: Loaded, ledger: Ledger, console: Console, only: list[str],
         from gastown.graph.priority import priorities
 
         running = set(runset.order)
-        floor.slots.plan(priorities(loaded.plan.beads, runset.order, ledger.load()),
+        floor.slots.plan(priorities(loaded.plan.beads, runset.order, ledger.load(fresh=False)),
                          {b: [n for n in loaded.plan.beads[b].needs if n in running]
                           for b in runset.order})
     _announce(floor, runset)
@@ -187,7 +187,6 @@ def _execute(floor: Floor, runset: RunSet, args: argparse.Namespace) -> tuple[li
         floor.refinery.close()
         with contextlib.suppress(Exception):  # said by _flush_ledger() unless this is a crash
             floor.ledger.flush()
-            _sweep(floor)
         if runset.order:
             git.maintain(floor.root)
 
@@ -272,9 +271,8 @@ def _reconcile(floor: Floor) -> None:
 
 def _sweep(floor: Floor) -> None:
     """Worktrees and gas/ branches of merged beads, and the refinery's worktree: a killed
-    build leaves them, and a build deletes the branches of the beads it merged at its end, in
-    one go; nothing else would remove them (we hold the build lock)."""
-    records = floor.ledger.load()
+    build leaves them; nothing else would remove them (we hold the build lock)."""
+    records = floor.ledger.load(fresh=False)
     merged = {b for b, r in records.items() if r.get("state") == State.MERGED.value}
     for name in worktrees.leftovers(floor.root):
         if name == REFINERY_WORKTREE or name in merged:
