@@ -1,5 +1,6 @@
-"""The ledger: one JSON record per bead on a git branch, one commit per transition (those
-that threads record at the same moment share one).
+"""The ledger: one JSON record per bead on a git branch, a commit per transition, or a line in
+a group commit: transitions a build posts are committed by a writer thread, all that is queued
+at once in one commit.
 
 Written with plumbing only (objects built and stored as loose objects here, the branch moved by
 `update-ref`), so the user's HEAD, index and working tree are never touched.
@@ -43,7 +44,8 @@ README = """\
 # gastown ledger
 
 This branch is written by gastown, never checked out: one JSON record per bead,
-one commit per state change. It is the truth an interrupted build resumes from.
+a commit per state change (or a line in a commit that records several at once).
+It is the truth an interrupted build resumes from.
 
     git log {branch}                           # the factory log, newest first
     git show {branch}:beads/ab/<bead id>.json  # one bead's record
