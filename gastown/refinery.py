@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 
 from gastown import git, spawn, worktrees
@@ -176,7 +176,7 @@ class Refinery:
         """Each bead merged onto the one before, starting at `base`. A bead that conflicts
         with `base` itself fails; one that conflicts only with the beads before it in this
         batch (which may yet fail CI) waits for the next batch."""
-        if self.strategy == "rebase":
+        if self.strategy == "rebase" or not merge_tree_writes():
             combine = self._in_worktree(base)
         else:
             combine = partial(self._in_objects, self._heads(tickets))
@@ -229,8 +229,9 @@ class Refinery:
         return self.commits.make(lines[0], parents, message), None
 
     def _in_worktree(self, base: str) -> Callable[[str, _Ticket], tuple[str | None, str | None]]:
-        """`rebase`: each of the bead's commits cherry-picked onto the tip, the last one
-        reworded, in the refinery's worktree (checked out at `base` first)."""
+        """In the refinery's worktree (checked out at `base` first): `rebase` (each of the
+        bead's commits cherry-picked onto the tip, the last one reworded), and `merge` and
+        `squash` with a git older than `merge-tree --write-tree` (2.38)."""
         path = self._worktree(base)
 
         def combine(tip: str, ticket: _Ticket) -> tuple[str | None, str | None]:
@@ -260,10 +261,16 @@ class Refinery:
         git.run("clean", "-ffdxq", cwd=path)
 
     def _combine(self, path: Path, bead: Bead, branch: str) -> str | None:
-        """Cherry-pick the bead's commits onto HEAD; a conflict comes back as a reason."""
-        steps = [("cherry-pick", "--allow-empty", f"HEAD..{branch}"),
-                 ("commit", "--amend", "--no-verify", "-q", "-m", merge_message(bead, ""))]
-        for args in steps:
+        """Put the bead's work on top of HEAD; a conflict comes back as a reason."""
+        merged, single = merge_message(bead, "Merge "), merge_message(bead, "")
+        steps: dict[str, list[tuple[str, ...]]] = {
+            "merge": [("merge", "--no-ff", "--no-verify", "-q", "-m", merged, branch)],
+            "squash": [("merge", "--squash", "-q", branch),
+                       ("commit", "--no-verify", "-q", "-m", single)],
+            "rebase": [("cherry-pick", "--allow-empty", f"HEAD..{branch}"),
+                       ("commit", "--amend", "--no-verify", "-q", "-m", single)],
+        }
+        for args in steps[self.strategy]:
             proc = git.run(*git.NO_AUTO_GC, *args, cwd=path, env=self.env, check=False)
             if proc.returncode != 0:
                 return self._conflict_reason(path, proc.stdout + proc.stderr)
@@ -375,6 +382,12 @@ class _Commits:
         [commit] = git.store([("commit", body.encode())], into=self.objects,
                              hex_size=len(tree))
         return commit
+
+
+@cache
+def merge_tree_writes() -> bool:
+    """This git has `merge-tree --write-tree` (2.38)."""
+    return git.version() >= (2, 38)
 
 
 def _is_oid(text: str, size: int) -> bool:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import git, make_repo, trailers
+from gastown import refinery
+from tests.conftest import git, git_calls, make_repo, trailers
 
 GASFILE = '''\
 version: 1
@@ -23,11 +24,30 @@ backlogs:
 '''
 
 
+def command(line: str) -> str:
+    """The git command of a logged `git ARGS` line (after any `-c key=value`)."""
+    words = line.split()
+    while words and words[0].startswith("-"):
+        words = words[2:] if words[0] == "-c" else words[1:]
+    return words[0] if words else ""
+
+
+@pytest.mark.parametrize("old_git", [False, True], ids=["merge-tree", "worktree"])
 @pytest.mark.parametrize("strategy", ["merge", "squash", "rebase"])
-def test_strategy_lands_each_bead_once(tmp_path: Path, gas, strategy: str) -> None:
+def test_strategy_lands_each_bead_once(tmp_path: Path, gas, strategy: str, old_git: bool,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Merges are computed by `git merge-tree`; with a git older than 2.38 (no
+    `--write-tree`), in the refinery's worktree."""
+    if old_git:
+        monkeypatch.setattr(refinery, "merge_tree_writes", lambda: False)
     repo = make_repo(tmp_path / "repo", {"Gasfile.yaml": GASFILE.format(strategy=strategy)})
+    calls = git_calls(tmp_path, monkeypatch)
     result = gas(repo, "build")
     assert result.code == 0, result
+    used = {command(line) for line in calls.read_text().splitlines() if line.strip()}
+    in_objects = strategy != "rebase" and not old_git
+    assert ("merge-tree" in used) == in_objects
+    assert bool(used & {"merge", "cherry-pick"}) == (not in_objects)
     assert trailers(repo) == ["two", "one"]
     assert git(repo, "show", "staging:c.txt") == "two"
     parents = git(repo, "log", "--format=%P", "-1", "staging").split()
