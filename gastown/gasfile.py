@@ -9,12 +9,13 @@ import re
 import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import cache, partial
+from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn
 
 import yaml
 
+from gastown import templating
 from gastown.bead import RoleSpec
 from gastown.errors import GasError
 
@@ -440,22 +441,15 @@ def _as_choice(ck: _Checker, path: KeyPath, value: Any, choices: tuple[str, ...]
 
 def _as_template(ck: _Checker, path: KeyPath, value: Any) -> str:
     text = _as_text(ck, path, value)
-    if "{" not in text:  # no tag, expression or comment: nothing to check (nor to import)
+    if templating.verbatim(text):  # nothing to check, nor jinja2 to import
         return text
-    import jinja2
+    from jinja2 import TemplateSyntaxError
 
     try:
-        _jinja().parse(text)
-    except jinja2.TemplateSyntaxError as e:
+        templating.environment().parse(text)
+    except TemplateSyntaxError as e:
         ck.fail(path, f"{_dotted(path)}: bad template: {e.message or e}")
     return text
-
-
-@cache
-def _jinja() -> Any:
-    import jinja2
-
-    return jinja2.Environment()
 
 
 def _as_safe_name(ck: _Checker, path: KeyPath, value: Any, what: str) -> str:

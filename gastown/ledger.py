@@ -362,8 +362,8 @@ class Ledger:
 
     def _store(self, tip: str, records: list[dict[str, Any]], texts: list[bytes],
                message: str) -> tuple[str, str]:
-        """The records' blobs, the trees on their paths and a commit on `tip`, all written by
-        one git process: (commit, root tree)."""
+        """The records' blobs, the trees on their paths and a commit on `tip`, written as loose
+        objects (no git process): (commit, root tree)."""
         size = len(tip)
         blobs = [git.object_id("blob", text, size) for text in texts]
         changes = {record_path(r["id"]): blob for r, blob in zip(records, blobs, strict=True)}

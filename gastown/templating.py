@@ -62,7 +62,7 @@ def _compiled(text: str, shell: bool) -> Template:
 def render(text: str, context: dict[str, Any], *, what: str, file: str | Path | None = None,
            line: int | None = None, shell: bool = False) -> str:
     """Render one template string; errors become GasError naming `what` and where it is."""
-    if _verbatim(text):
+    if verbatim(text):
         return text
     from jinja2 import TemplateError, TemplateSyntaxError
 
@@ -111,7 +111,7 @@ def render_template(template: Template, context: dict[str, Any], *, shown: str) 
                             " and `attempt`, `feedback`") from None
 
 
-def _verbatim(text: str) -> bool:
+def verbatim(text: str) -> bool:
     """True when Jinja would render `text` as it is: no `{` (so no tag, expression or
     comment) and no carriage return (which Jinja turns into a newline)."""
     return "{" not in text and "\r" not in text

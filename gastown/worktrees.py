@@ -31,7 +31,6 @@ STALE_LOCK = 2.0  # seconds: a shared lock file older than this was left by a ki
 TRASH = "trash"  # .gastown/trash/<random>: worktrees being deleted, outside the admin lock
 
 
-
 class _SharedLock:
     """Any number of `shared()` holders at once, or one `exclusive()` one (who, once waiting,
     goes before new shared holders)."""
@@ -152,14 +151,14 @@ def add(root: Path, name: str, start: str, *, branch: str | None) -> Path:
     return path
 
 
-def remove(root: Path, path: Path, *, keep: int | None = None) -> None:
+def remove(root: Path, path: Path, *, keep: int | None = None, detach: bool = True) -> None:
     """Done with a worktree: detached and pooled (deleted when the pool holds POOL_SIZE, or
     `keep` if more: a build keeps one per bead it runs at once, or the worktree is unsound).
-    Its branch is checked out nowhere once this returns."""
+    Its branch is checked out nowhere once this returns (see retire() for `detach=False`)."""
     if not path.exists() and not path.is_symlink():
         return
     try:
-        pooled = _to_pool(root, path, keep)
+        pooled = _to_pool(root, path, keep, detach=detach)
     except (git.GitError, OSError, _Unsound):
         pooled = False
     if not pooled:
@@ -214,7 +213,7 @@ def _refresh(path: Path, start: str, branch: str | None) -> None:
     admin = _admin_dir(path)
     scrubbed = admin is not None and (admin / CLEAN).is_file()
     if not scrubbed:
-        _check_flags(path)
+        _check_flags(path, admin)
     _forget_operations(path)  # the CLEAN mark goes too: this owner may leave anything
     target = ["--ignore-other-worktrees", "-B", branch, start] if branch else ["--detach", start]
     git.run("checkout", "--force", "--quiet", "--no-recurse-submodules", *target, cwd=path,
@@ -223,10 +222,9 @@ def _refresh(path: Path, start: str, branch: str | None) -> None:
         git.run("clean", "-ffdxq", cwd=path, env=env)
 
 
-def _check_flags(path: Path) -> None:
+def _check_flags(path: Path, admin: Path | None) -> None:
     """No index entry is marked assume-unchanged or skip-worktree (checkout would trust such
     an entry's file as it is): read here for a small index, by `git ls-files -v` else."""
-    admin = _admin_dir(path)
     flagged = _flagged(admin / "index") if admin else None
     if flagged is None:
         tags = {line[:1] for line in git.out("ls-files", "-v", cwd=path,
@@ -278,9 +276,9 @@ def _walk_flags(data: bytes, count: int, oid_size: int) -> bool | None:
 def _scrub(path: Path) -> None:
     """Every untracked and ignored file deleted and the index checked now; CLEAN says so to
     the next owner (a kill before the mark leaves a worktree the next owner scrubs itself)."""
-    _check_flags(path)
-    git.run("clean", "-ffdxq", cwd=path, env=_confined(path))
     admin = _admin_dir(path)
+    _check_flags(path, admin)
+    git.run("clean", "-ffdxq", cwd=path, env=_confined(path))
     if admin is not None:
         (admin / CLEAN).touch()
 
@@ -429,23 +427,15 @@ def _confined(path: Path) -> dict[str, str]:
 
 def retire(root: Path, path: Path, branch: str, *, keep: int | None = None) -> None:
     """A merged bead's worktree back to the pool (the refinery deleted its branch as it
-    merged it). When the worktree is still on that branch it is pooled as it is, without a
-    detach: its HEAD names a branch that is gone, so it holds nothing, and the next owner's
-    checkout moves it."""
+    merged it). When the worktree is still on that branch it is pooled without a detach: its
+    HEAD names a branch that is gone, so it holds nothing, and the next owner's checkout
+    moves it. One the agent moved to another branch is detached as usual."""
     admin = _admin_dir(path)
     try:
         head = (admin / "HEAD").read_text().strip() if admin else ""
     except OSError:
         head = ""
-    if head != f"ref: refs/heads/{branch}":  # the agent moved it: detached the usual way
-        remove(root, path, keep=keep)
-        return
-    try:
-        pooled = _to_pool(root, path, keep, detach=False)
-    except (git.GitError, OSError, _Unsound):
-        pooled = False
-    if not pooled:
-        _discard(root, path)
+    remove(root, path, keep=keep, detach=head != f"ref: refs/heads/{branch}")
 
 
 def delete_branches(root: Path, branches: list[str]) -> None:

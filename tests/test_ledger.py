@@ -149,11 +149,19 @@ def test_ensure_race_adopts_the_other_creator(repo: Path,
     assert a.tip() == b.tip() and commits(repo) == 1
 
 
-def test_stuck_ref_is_an_error(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def stuck_ledger_ref(repo: Path) -> Path:
+    """A ref lock a killed git left on the ledger branch; git is told not to wait for it
+    (core.filesRefLockTimeout, 100 ms by default, on each of the ledger's tries)."""
+    git(repo, "config", "core.filesRefLockTimeout", "0")
+    stuck = repo / ".git" / "refs" / "heads" / "gt-ledger.lock"
+    stuck.write_text("")
+    return stuck
+
+
+def test_stuck_ref_is_an_error(repo: Path) -> None:
     ledger = Ledger(repo)
     ledger.ensure()
-    monkeypatch.setattr("gastown.ledger.MAX_TRIES", 2)
-    (repo / ".git" / "refs" / "heads" / "gt-ledger.lock").write_text("")
+    stuck_ledger_ref(repo)
     with pytest.raises(LedgerError, match=r"gt-ledger\.lock"):
         ledger.put(rec("a"), "a")
 
@@ -336,15 +344,12 @@ def test_posted_transitions_are_seen_at_once_and_coalesce(repo: Path) -> None:
     assert [h["state"] for h in stored["p"]["history"]] == ["running", "review", "merging"]
 
 
-def test_a_failed_posted_write_is_raised_not_lost(repo: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_posted_write_is_raised_not_lost(repo: Path) -> None:
     """Nobody waits on a post(): a write that fails is raised by flush(), then once by the
     next post(); the records it held are not shown as if written."""
     ledger = Ledger(repo)
     ledger.ensure()
-    monkeypatch.setattr("gastown.ledger.MAX_TRIES", 2)
-    stuck = repo / ".git" / "refs" / "heads" / "gt-ledger.lock"
-    stuck.write_text("")
+    stuck = stuck_ledger_ref(repo)
     ledger.post(rec("a"), "a: running")
     with pytest.raises(LedgerError, match=r"gt-ledger\.lock"):
         ledger.flush()
