@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
+import os
 import platform
 import sys
 import time
@@ -50,10 +51,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gas: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `gas status | head`: the reader has gone; nothing to report
+        _drop_stdout()
+        return EXIT_FAILED
     except Exception:
         path = _crash_log(traceback.format_exc())
         print(f"gas: internal error; details in {path}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def _drop_stdout() -> None:
+    """Output from now on (the interpreter flushes stdout as it exits) goes nowhere, rather
+    than raising again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _crash_log(trace: str) -> Path:

@@ -175,3 +175,19 @@ def test_git_older_than_2_30_is_refused(tmp_path: Path, gas,
         2, "gas: error: git 2.20.1 is too old; gastown needs git >= 2.30\n"
            "  hint: upgrade git (worktree and update-ref features are needed)")
     _assert_nothing_written(repo)
+
+
+def test_output_piped_into_a_reader_that_stops_early(tmp_path: Path) -> None:
+    """`gas status | head -1`: the reader closes the pipe; gas stops quietly (no traceback,
+    no crash log) with exit 1."""
+    lines = "".join(f"      - {{id: b{n}, run: \"true\"}}\n" for n in range(300))
+    repo = make_repo(tmp_path / "repo", {"Gasfile.yaml": ITEMS + lines})
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before gas writes anything
+    proc = subprocess.run([sys.executable, "-m", "gastown", "status"], cwd=repo, stdout=write,
+                          stderr=subprocess.PIPE, text=True,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+    os.close(write)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr == ""
+    assert not (repo / ".gastown" / "logs").exists()
