@@ -504,10 +504,28 @@ def prune(root: Path) -> None:
     pooled worktrees a crash left unsound, and what a killed build left in the trash."""
     with _pool_lock, _admin.exclusive():
         doomed = [_to_trash(root, p) for p in _pool_entries(root) if not _sound(root, p)]
+        _unlock_missing(root)
         git.run("worktree", "prune", cwd=root, check=False)
     trash = state_dir(root) / TRASH
     for gone in [*doomed, *(trash.iterdir() if trash.is_dir() else [])]:
         shutil.rmtree(gone, ignore_errors=True)
+
+
+def _unlock_missing(root: Path) -> None:
+    """`git worktree add` locks the worktree it is making ("initializing") until it is done:
+    one killed in between leaves a locked registration of a missing directory, which prune
+    keeps and every later add of that path refuses. Only ours (under .gastown/worktrees/)
+    are unlocked; a user's locked worktree is left alone."""
+    ours = (state_dir(root) / "worktrees").resolve()
+    admins = _admin_root(root)
+    for lock in admins.glob("*/locked") if admins.is_dir() else []:
+        try:
+            target = Path((lock.parent / "gitdir").read_text().strip())
+        except OSError:
+            continue
+        where = (lock.parent / target).parent
+        if where.resolve().is_relative_to(ours) and not where.exists():
+            lock.unlink(missing_ok=True)
 
 
 def reset(worktree: Path, commit: str, *, keep_ignored: bool = False) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -398,6 +399,25 @@ def test_prune_drops_what_a_crash_left(crashed: tuple[Path, list[Path]]) -> None
     assert list((root / ".gastown" / "trash").iterdir()) == []
     assert sorted(registered(root)) == sorted([str(root), *(str(p) for p in pooled(root))])
     assert (root / "precious.txt").exists()
+
+
+def test_an_add_killed_midway_does_not_block_the_path(root: Path, tmp_path: Path) -> None:
+    """`git worktree add` killed while it made a bead's worktree leaves a locked registration
+    of a missing directory; the next build's prune clears it (a user's locked worktree
+    elsewhere stays locked)."""
+    tree = worktrees.add(root, "b3", "main", branch="gas/b3")
+    git(root, "worktree", "lock", "--reason", "initializing", str(tree))
+    shutil.rmtree(tree)
+    theirs = tmp_path / "theirs"
+    git(root, "worktree", "add", "-q", "--detach", str(theirs), "main")
+    git(root, "worktree", "lock", str(theirs))
+    shutil.rmtree(theirs)
+
+    worktrees.prune(root)
+
+    again = worktrees.add(root, "b3", "main", branch="gas/b3")
+    assert_exactly(again, git(root, "rev-parse", "main"), "gas/b3")
+    assert str(theirs) in registered(root)
 
 
 def test_git_in_a_worktree_without_its_git_file_stops(root: Path) -> None:
