@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 import subprocess
 import zlib
 from collections.abc import Mapping, Sequence
+from functools import cache
 from pathlib import Path
 
 # Inherited GIT_* variables (from a hook, say) would point our git calls at another repo.
@@ -31,6 +33,9 @@ _ALLOWED_GIT_ENV = frozenset(
     }
 )
 
+
+_LOOSE_REF = re.compile(r"HEAD|refs/heads/[A-Za-z0-9_][A-Za-z0-9_./-]*")
+_HEX = frozenset("0123456789abcdef")
 
 # A build makes many commits in a row; git's automatic gc check after each one costs a third of
 # the commit, and a gc it starts would run in the middle of the build. The build runs it once,
@@ -92,8 +97,61 @@ def ok(*args: str, cwd: str | Path) -> bool:
 
 def rev(ref: str, *, cwd: str | Path) -> str | None:
     """The commit a ref names, or None when it does not exist."""
+    found = read_ref(ref, cwd)
+    if found is not None:
+        return found
     proc = run("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", cwd=cwd, check=False)
     return proc.stdout.strip() or None
+
+
+def read_ref(ref: str, cwd: str | Path) -> str | None:
+    """HEAD or a branch (`refs/heads/...`) read from its loose ref file, as git reads it, with
+    no process; None when git must be asked: another kind of ref, a packed or missing one, a
+    reftable repository, a directory that is not a worktree's top."""
+    found = dirs(Path(cwd))
+    if found is None or not _plain_ref(ref):
+        return None
+    gitdir, common = found
+    if (common / "reftable").exists():
+        return None
+    for _ in range(2):  # HEAD, then the branch it names
+        try:
+            text = ((gitdir if ref == "HEAD" else common) / ref).read_text("ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+        if ref != "HEAD" or not text.startswith("ref: "):
+            break
+        ref = text.removeprefix("ref: ")
+        if not _plain_ref(ref):
+            return None
+    return text if len(text) in (40, 64) and all(c in _HEX for c in text) else None
+
+
+def _plain_ref(ref: str) -> bool:
+    """A name whose file path is the name itself (nothing `..`, doubled or special in it)."""
+    return bool(_LOOSE_REF.fullmatch(ref)) and not any(
+        part in ref for part in ("..", "//", "/.", ".lock")) and not ref.endswith(("/", "."))
+
+
+def dirs(cwd: Path) -> tuple[Path, Path] | None:
+    """(git dir, common git dir) of the worktree whose top is `cwd`, read from its `.git`
+    (no process); None when `cwd` has no `.git`."""
+    dotgit = cwd / ".git"
+    try:
+        if dotgit.is_dir():
+            return dotgit, dotgit
+        text = dotgit.read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not text.startswith("gitdir: "):
+        return None
+    gitdir = cwd / text.removeprefix("gitdir: ")
+    try:
+        return gitdir, gitdir / (gitdir / "commondir").read_text().strip()
+    except FileNotFoundError:
+        return gitdir, gitdir
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def object_id(kind: str, body: bytes, hex_size: int = 40) -> str:
@@ -133,6 +191,12 @@ def maintain(cwd: str | Path) -> None:
 
 
 def version() -> tuple[int, ...]:
+    """The version of the git on PATH (asked once per PATH)."""
+    return _version(os.environ.get("PATH", ""))
+
+
+@cache
+def _version(path: str) -> tuple[int, ...]:
     text = subprocess.run(["git", "--version"], capture_output=True, text=True).stdout
     numbers = text.split()[2].split(".")
     return tuple(int(n) for n in numbers[:3] if n.isdigit())

@@ -108,7 +108,7 @@ def _attempt(floor: Floor, bead: Bead, tree: Path, base: str, attempt: int,
         return None, work.reason, work.feedback
     floor.console.say(actor, f"COMPLETE -> {bead.id} moved to witness")
     floor.record(bead, State.REVIEW, f"attempt {attempt}")
-    return _review(floor, bead, tree, base, attempt, actor, tally)
+    return _review(floor, bead, tree, base, attempt, actor, tally, work.stat)
 
 
 def _work(floor: Floor, bead: Bead, tree: Path, base: str, attempt: int,
@@ -128,9 +128,10 @@ def _work(floor: Floor, bead: Bead, tree: Path, base: str, attempt: int,
 
 
 def _review(floor: Floor, bead: Bead, tree: Path, base: str, attempt: int, actor: str,
-            tally: _Tally) -> tuple[bool | None, str | None, str | None]:
+            tally: _Tally, stat: tuple[int, int, int]
+            ) -> tuple[bool | None, str | None, str | None]:
     clock = time.monotonic()
-    verdict = witness.review(floor, bead, tree, base, attempt)
+    verdict = witness.review(floor, bead, tree, base, attempt, stat)
     tally.times["witness_s"] = _since(clock)
     _spend(floor, tally, "witness", verdict.usage)
     if floor.stopping.is_set():

@@ -19,6 +19,7 @@ class PolecatResult:
     feedback: str | None = None  # what the next attempt is told
     usage: dict[str, Any] | None = None  # the agent's tokens and cost (None for commands)
     rate_limited: bool = False  # the model said "not now": wait and try the same attempt again
+    stat: tuple[int, int, int] = (0, 0, 0)  # the work from the base: files, +lines, -lines
 
 
 def work(floor: Floor, bead: Bead, worktree: Path, base: str, attempt: int,
@@ -45,8 +46,8 @@ def work(floor: Floor, bead: Bead, worktree: Path, base: str, attempt: int,
     checked = _checks(floor, bead, worktree, ctx.env, actor)
     if checked is not None:
         return PolecatResult(False, checked.reason, checked.feedback, usage)
-    worktrees.commit_all(worktree, f"{bead.id}: {bead.title}\n\nattempt {attempt}\n")
-    return PolecatResult(True, usage=usage)
+    stat = worktrees.commit_all(worktree, f"{bead.id}: {bead.title}\n\nattempt {attempt}\n", base)
+    return PolecatResult(True, usage=usage, stat=stat)
 
 
 def _checks(floor: Floor, bead: Bead, worktree: Path, env: dict[str, str],

@@ -197,9 +197,13 @@ class Refinery:
         return chain
 
     def _heads(self, tickets: list[_Ticket]) -> dict[str, str]:
-        """branch -> the commit it is at, for the whole batch in one git process (a branch
-        that cannot be read keeps its name, and merge-tree says what is wrong with it)."""
+        """branch -> the commit it is at: read from the ref files, else for the whole batch
+        in one git process (a branch that cannot be read keeps its name, and merge-tree says
+        what is wrong with it)."""
         names = [ticket.branch for ticket in tickets]
+        read = {name: git.read_ref(f"refs/heads/{name}", self.root) for name in names}
+        if all(read.values()):
+            return {name: oid for name, oid in read.items() if oid}
         proc = git.run("rev-parse", *(f"refs/heads/{n}^{{commit}}" for n in names),
                        cwd=self.root, check=False)
         found = proc.stdout.split()

@@ -32,8 +32,10 @@ class Verdict:
         return f"+{self.insertions} -{self.deletions} in {self.files} file(s)"
 
 
-def review(floor: Floor, bead: Bead, worktree: Path, base: str, attempt: int) -> Verdict:
-    files, ins, dels = worktrees.diff_stat(worktree, base)
+def review(floor: Floor, bead: Bead, worktree: Path, base: str, attempt: int,
+           stat: tuple[int, int, int]) -> Verdict:
+    """The verdict on the work committed from `base`, whose diff `stat` the commit gave."""
+    files, ins, dels = stat
     floor.console.say("Witness", f"DIFF {bead.id} (+{ins} lines, -{dels} lines, {files} files)")
     if files == 0:
         return Verdict(False, "empty diff: the polecat changed nothing")

@@ -12,6 +12,7 @@ so it survives a crash; an entry a crash left unsound is deleted, never used.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import struct
 import threading
@@ -19,6 +20,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -75,7 +77,11 @@ class _SharedLock:
 # they only share it (a prune between a move's rename and its relink would unregister the
 # worktree). Checkouts and cleans run outside it, in parallel.
 _admin = _SharedLock()
-_pool_lock = threading.Lock()  # the pool's listing: one claim or return at a time
+# The pool's listing: which entry a claim takes, which slot a return fills (the moves
+# themselves run outside it, in parallel: a wave of beads starting at once would queue here).
+_pool_lock = threading.Lock()
+_claiming: set[Path] = set()  # pooled worktrees being moved out
+_arriving: set[Path] = set()  # pool slots a worktree is being moved into
 
 # What a worktree's own git dir keeps when it changes hands; the rest is the last owner's
 # (a rebase, merge or bisect in progress, reflog, per-worktree config, a killed git's lock).
@@ -111,8 +117,9 @@ def common_dir(root: Path) -> Path:
 
 @cache
 def _common_dir(root: Path) -> Path:
-    path = Path(git.out("rev-parse", "--git-common-dir", cwd=root))
-    return path if path.is_absolute() else (root / path).resolve()
+    found = git.dirs(root)
+    path = found[1] if found else Path(git.out("rev-parse", "--git-common-dir", cwd=root))
+    return (root / path).resolve()
 
 
 def ensure_excluded(root: Path) -> None:
@@ -189,12 +196,15 @@ def _claim(root: Path, path: Path) -> bool:
     """Move a sound pooled worktree to `path`; False when the pool has none."""
     doomed: list[Path] = []
     claimed = False
-    with _pool_lock, _admin.shared():
-        for entry in _pool_entries(root):
-            claimed = _sound(root, entry) and _move(root, entry, path)
-            if claimed:
-                break
-            doomed += [_to_trash(root, p) for p in (entry, path) if p.exists()]
+    while not claimed and (entry := _take(root)) is not None:
+        try:
+            with _admin.shared():
+                claimed = _sound(root, entry) and _move(root, entry, path)
+                if not claimed:
+                    doomed += [_to_trash(root, p) for p in (entry, path) if p.exists()]
+        finally:
+            with _pool_lock:
+                _claiming.discard(entry)
     if doomed:
         with _admin.exclusive():
             git.run("worktree", "prune", cwd=root, check=False)
@@ -222,22 +232,30 @@ def _refresh(path: Path, start: str, branch: str | None) -> None:
         git.run("clean", "-ffdxq", cwd=path, env=env)
 
 
-def _check_flags(path: Path, admin: Path | None) -> None:
+def _check_flags(path: Path, admin: Path | None) -> _Index | None:
     """No index entry is marked assume-unchanged or skip-worktree (checkout would trust such
-    an entry's file as it is): read here for a small index, by `git ls-files -v` else."""
-    flagged = _flagged(admin / "index") if admin else None
+    an entry's file as it is): read here for a small index (which is returned), by
+    `git ls-files -v` else."""
+    index = _read_index(admin / "index") if admin else None
+    flagged = index.flagged if index else None
     if flagged is None:
         tags = {line[:1] for line in git.out("ls-files", "-v", cwd=path,
                                              env=_confined(path)).splitlines()}
         flagged = bool(tags - {"H", "M"})
     if flagged:
         raise _Unsound(f"{path}: index entries marked assume-unchanged or skip-worktree")
+    return index
 
 
-def _flagged(index: Path) -> bool | None:
-    """Whether an entry of this version 2 or 3 index (gitformat-index) carries the
-    assume-valid or skip-worktree flag; None when git should be asked (a large or newer
-    index, or one this reading does not follow to its end exactly)."""
+@dataclass
+class _Index:
+    flagged: bool  # an entry is marked assume-valid or skip-worktree
+    paths: set[bytes]  # every entry's path
+
+
+def _read_index(index: Path) -> _Index | None:
+    """The entries of this version 2 or 3 index (gitformat-index); None when git should be
+    asked (a large or newer index, or one this reading does not follow to its end exactly)."""
     try:
         data = index.read_bytes() if index.stat().st_size <= INDEX_READ_LIMIT else b""
     except OSError:
@@ -248,14 +266,14 @@ def _flagged(index: Path) -> bool | None:
     if version not in (2, 3):
         return None
     for oid_size in (20, 32):  # sha1, sha256: whichever walks the entries exactly
-        found = _walk_flags(data, count, oid_size)
+        found = _walk_index(data, count, oid_size)
         if found is not None:
             return found
     return None
 
 
-def _walk_flags(data: bytes, count: int, oid_size: int) -> bool | None:
-    pos, flagged = 12, False
+def _walk_index(data: bytes, count: int, oid_size: int) -> _Index | None:
+    pos, found = 12, _Index(False, set())
     for _ in range(count):
         head = pos + 40 + oid_size  # ctime mtime dev ino mode uid gid size, then the id
         if head + 2 > len(data):
@@ -263,22 +281,60 @@ def _walk_flags(data: bytes, count: int, oid_size: int) -> bool | None:
         flags = struct.unpack(">H", data[head:head + 2])[0]
         name = head + 2
         if flags & 0x4000:  # extended flags (version 3): skip-worktree is 0x4000
-            flagged |= bool(struct.unpack(">H", data[name:name + 2])[0] & 0x4000)
+            found.flagged |= bool(struct.unpack(">H", data[name:name + 2])[0] & 0x4000)
             name += 2
-        flagged |= bool(flags & 0x8000)  # assume-valid
+        found.flagged |= bool(flags & 0x8000)  # assume-valid
         end = data.find(b"\0", name)
         if end < 0 or (flags & 0xFFF) not in (end - name, 0xFFF):
             return None
+        found.paths.add(data[name:end])
         pos += (end - pos + 8) // 8 * 8  # entries are NUL-padded to a multiple of 8 bytes
-    return flagged if pos <= len(data) else None
+    return found if pos <= len(data) else None
+
+
+def _untracked(top: Path, paths: set[bytes]) -> bool:
+    """Whether the worktree holds anything its index does not (what `git clean -ffdx` would
+    delete: untracked or ignored files, empty directories), or a directory where the index
+    has a file. Stops at the first one."""
+    dirs = _parents(paths)
+    pending = [b""]
+    while pending:
+        rel = pending.pop()
+        try:
+            with os.scandir(os.fsencode(top) + b"/" + rel) as entries:
+                found = [(rel + entry.name, entry.is_dir(follow_symlinks=False))
+                         for entry in entries if rel or entry.name != b".git"]
+        except OSError:
+            return True
+        for name, is_dir in found:
+            if name in paths and not is_dir:
+                continue
+            if name not in dirs or not is_dir:
+                return True
+            pending.append(name + b"/")
+    return False
+
+
+def _parents(paths: set[bytes]) -> set[bytes]:
+    """Every directory holding one of `paths`."""
+    dirs: set[bytes] = set()
+    for path in paths:
+        cut = path.rfind(b"/")
+        while cut > 0 and path[:cut] not in dirs:
+            dirs.add(path[:cut])
+            cut = path.rfind(b"/", 0, cut)
+    return dirs
 
 
 def _scrub(path: Path) -> None:
     """Every untracked and ignored file deleted and the index checked now; CLEAN says so to
-    the next owner (a kill before the mark leaves a worktree the next owner scrubs itself)."""
+    the next owner (a kill before the mark leaves a worktree the next owner scrubs itself).
+    A worktree holding only what its index lists (looked at here when the index is small)
+    needs no `git clean`."""
     admin = _admin_dir(path)
-    _check_flags(path, admin)
-    git.run("clean", "-ffdxq", cwd=path, env=_confined(path))
+    index = _check_flags(path, admin)
+    if index is None or _untracked(path, index.paths):
+        git.run("clean", "-ffdxq", cwd=path, env=_confined(path))
     if admin is not None:
         (admin / CLEAN).touch()
 
@@ -320,17 +376,38 @@ def _to_pool(root: Path, path: Path, keep: int | None, *, detach: bool = True) -
     if len(_pool_entries(root)) >= max(POOL_SIZE, keep or 0):
         return False  # full: not worth scrubbing
     _scrub(path)
-    with _pool_lock, _admin.shared():
-        slot = _free_slot(root, keep)
-        return slot is not None and _move(root, path, slot)
+    slot = _free_slot(root, keep)
+    if slot is None:
+        return False
+    try:
+        with _admin.shared():
+            return _move(root, path, slot)
+    finally:
+        with _pool_lock:
+            _arriving.discard(slot)
+
+
+def _take(root: Path) -> Path | None:
+    """A pooled worktree no other thread is claiming, now this thread's to claim."""
+    with _pool_lock:
+        entry = next((e for e in _pool_entries(root) if e not in _claiming | _arriving), None)
+        if entry is not None:
+            _claiming.add(entry)
+        return entry
 
 
 def _free_slot(root: Path, keep: int | None) -> Path | None:
-    """A new name in the pool (never one a killed move may have left registered)."""
-    if len(_pool_entries(root)) >= max(POOL_SIZE, keep or 0):
-        return None
-    pool_dir(root).mkdir(parents=True, exist_ok=True)
-    return pool_dir(root) / uuid.uuid4().hex[:12]
+    """A new name in the pool (never one a killed move may have left registered), held for
+    this thread's move; None when the pool is full."""
+    with _pool_lock:
+        pool = pool_dir(root)
+        filling = sum(slot.parent == pool for slot in _arriving)
+        if len(_pool_entries(root)) + filling >= max(POOL_SIZE, keep or 0):
+            return None
+        pool.mkdir(parents=True, exist_ok=True)
+        slot = pool / uuid.uuid4().hex[:12]
+        _arriving.add(slot)
+        return slot
 
 
 def _move(root: Path, src: Path, dst: Path) -> bool:
@@ -365,8 +442,11 @@ def _replace(path: Path, line: str) -> None:
 
 
 def _pool_entries(root: Path) -> list[Path]:
-    pool = pool_dir(root)
-    return sorted(p for p in pool.iterdir() if p.is_dir()) if pool.is_dir() else []
+    try:
+        with os.scandir(pool_dir(root)) as entries:
+            return sorted(Path(e.path) for e in entries if e.is_dir(follow_symlinks=False))
+    except FileNotFoundError:
+        return []
 
 
 def _discard(root: Path, path: Path) -> None:
@@ -536,28 +616,41 @@ def reset(worktree: Path, commit: str, *, keep_ignored: bool = False) -> None:
     git.run("clean", "-ffdq" if keep_ignored else "-ffdxq", cwd=worktree, env=env)
 
 
-def commit_all(worktree: Path, message: str) -> bool:
-    """Commit everything the polecat changed; False when there was nothing to commit."""
+def commit_all(worktree: Path, message: str, base: str | None = None) -> tuple[int, int, int]:
+    """Commit everything the polecat changed; (files, insertions, deletions) from `base`
+    (default: HEAD before this commit) to HEAD then, (0, 0, 0) when nothing changed. When
+    HEAD was at `base`, that is the summary `git commit` prints itself: no `git diff`."""
     env = _confined(worktree)
+    on_base = base is None or git.rev("HEAD", cwd=worktree) == base
     git.run("add", "-A", cwd=worktree, env=env)
-    done = git.run(*git.NO_AUTO_GC, "commit", "--quiet", "--no-verify", "-m", message, cwd=worktree,
+    done = git.run(*git.NO_AUTO_GC, "commit", "--no-verify", "-m", message, cwd=worktree,
                    env={**env, **identity_env(_top(worktree))}, check=False)
     if done.returncode != 0:
         if git.run("diff", "--cached", "--quiet", cwd=worktree, env=env,
-                   check=False).returncode == 0:
-            return False  # nothing to commit
-        raise git.GitError(["commit"], done.returncode, done.stdout + done.stderr)
-    return True
+                   check=False).returncode != 0:
+            raise git.GitError(["commit"], done.returncode, done.stdout + done.stderr)
+        if on_base:
+            return 0, 0, 0  # nothing to commit, nor committed before
+    summary = _summary(done.stdout) if on_base and done.returncode == 0 else None
+    return summary or diff_stat(worktree, base or "HEAD^")
+
+
+_SUMMARY = re.compile(r" (\d+) files? changed(?:, (\d+) insertions?\(\+\))?"
+                      r"(?:, (\d+) deletions?\(-\))?")
+
+
+def _summary(out: str) -> tuple[int, int, int] | None:
+    """(files, insertions, deletions) from the summary `git commit` prints (None when it is
+    not there in English: another locale's words, say)."""
+    for line in out.splitlines()[1:]:
+        if found := _SUMMARY.fullmatch(line):
+            return int(found[1]), int(found[2] or 0), int(found[3] or 0)
+    return None
 
 
 def _top(worktree: Path) -> Path:
-    """The main checkout of a linked worktree, read from its admin files (no git process)."""
-    admin = _admin_dir(worktree)
-    try:
-        common = admin / (admin / "commondir").read_text().strip() if admin else None
-    except OSError:
-        common = None
-    return (common.resolve() if common else common_dir(worktree)).parent
+    """The main checkout of a linked worktree."""
+    return common_dir(worktree).parent
 
 
 def diff_stat(worktree: Path, base: str) -> tuple[int, int, int]:

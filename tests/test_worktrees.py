@@ -168,10 +168,11 @@ def test_a_retired_worktree_is_scrubbed_once_and_claimed_by_one_checkout(
     """A merged bead still on its branch: scrubbed (index flags checked, untracked and
     ignored files deleted) and pooled as it is; its branch is deleted (by the refinery, as it
     merges; here by hand) while the pooled worktree's HEAD still names it, until the next
-    owner's checkout, that owner's one git call."""
+    owner's checkout, that owner's one git call. A worktree holding nothing but what its
+    index lists needs no `git clean`."""
     tree = worktrees.add(root, "one", "main", branch="gas/one")
     (tree / "work.txt").write_text("work\n")
-    assert worktrees.commit_all(tree, "one")
+    assert worktrees.commit_all(tree, "one") == (1, 1, 0)
     (tree / "debug.log").write_text("ignored output\n")
     other = worktrees.add(root, "other", "main", branch="gas/other")
     inodes = {tree.stat().st_ino, other.stat().st_ino}
@@ -181,7 +182,7 @@ def test_a_retired_worktree_is_scrubbed_once_and_claimed_by_one_checkout(
     worktrees.delete_branches(root, ["gas/one", "gas/other"])
     again = worktrees.add(root, "two", "main", branch="gas/two")
     assert [line.split()[0] for line in calls.read_text().splitlines()] == \
-        ["clean"] * 2 + ["update-ref", "checkout"]  # a small index is checked without git
+        ["clean", "update-ref", "checkout"]  # a small index is checked without git
     monkeypatch.undo()
     assert gitmod.rev("refs/heads/gas/one", cwd=root) is None
     assert gitmod.rev("refs/heads/gas/other", cwd=root) is None
@@ -252,24 +253,63 @@ def test_relative_worktree_links_survive_moves_to_another_depth(root: Path) -> N
 
 
 @pytest.mark.parametrize("object_format", ["sha1", "sha256"])
-def test_index_flags_read_here_agree_with_git(tmp_path: Path, object_format: str) -> None:
-    """The index is read here when it is small: it must see what `git ls-files -v` sees."""
+def test_the_index_read_here_agrees_with_git(tmp_path: Path, object_format: str) -> None:
+    """The index is read here when it is small: it must see the flags `git ls-files -v` and
+    the paths `git ls-files` see."""
     repo = tmp_path / "repo"
     git(tmp_path, "init", "-q", f"--object-format={object_format}", str(repo))
     for n in range(30):
         (repo / "d" / f"{'x' * n}.txt").parent.mkdir(exist_ok=True)
         (repo / "d" / f"{'x' * n}.txt").write_text(str(n))
+    (repo / "e" / "f g").mkdir(parents=True)
+    (repo / "e" / "f g" / "ünï cødé").write_text("x")
     git(repo, "add", "-A")
     index = repo / ".git" / "index"
-    assert worktrees._flagged(index) is False
+
+    def read() -> tuple[bool, set[bytes]] | None:
+        found = worktrees._read_index(index)
+        return (found.flagged, found.paths) if found else None
+
+    listed = set(git(repo, "-c", "core.quotePath=false", "ls-files").encode().splitlines())
+    assert len(listed) == 31
+    assert read() == (False, listed)
     git(repo, "update-index", "--assume-unchanged", "d/xxx.txt")
-    assert worktrees._flagged(index) is True
+    assert read() == (True, listed)
     git(repo, "update-index", "--no-assume-unchanged", "d/xxx.txt")
-    assert worktrees._flagged(index) is False
+    assert read() == (False, listed)
     git(repo, "update-index", "--skip-worktree", "d/x.txt")  # makes it a version 3 index
-    assert worktrees._flagged(index) is True
+    assert read() == (True, listed)
     git(repo, "update-index", "--index-version", "4")
-    assert worktrees._flagged(index) is None  # git is asked
+    assert read() is None  # git is asked
+
+
+@pytest.mark.parametrize("leftover", ["nothing", "untracked", "ignored", "empty-dir",
+                                      "nested-repo", "dir-for-file", "symlink-for-dir"])
+def test_what_git_clean_would_delete_is_seen_here(root: Path, leftover: str) -> None:
+    """A pooled worktree skips `git clean` only when it holds nothing but its index's files:
+    the look here must find whatever `git clean -ffdx` would delete."""
+    tree = worktrees.add(root, "one", "main", branch="gas/one")
+    (tree / ".gitignore").write_text("*.log\n")
+    git(tree, "add", ".gitignore")
+    make = {
+        "nothing": lambda: None,
+        "untracked": lambda: (tree / "src" / "new.py").write_text("x"),
+        "ignored": lambda: (tree / "src" / "debug.log").write_text("x"),
+        "empty-dir": lambda: (tree / "src" / "empty").mkdir(),
+        "nested-repo": lambda: git(tree, "init", "-q", "src/vendored"),
+        "dir-for-file": lambda: ((tree / "README.md").unlink(), (tree / "README.md").mkdir(),
+                                 (tree / "README.md" / "x").write_text("x")),
+        "symlink-for-dir": lambda: (shutil.move(tree / "src", tree / "elsewhere"),
+                                    (tree / "src").symlink_to("elsewhere")),
+    }
+    make[leftover]()
+    index = worktrees._read_index(Path(git(tree, "rev-parse", "--absolute-git-dir")) / "index")
+    assert index is not None
+    seen = worktrees._untracked(tree, index.paths)
+    assert seen == (leftover != "nothing")
+    # git clean leaves a directory where the index has a file (the checkout replaces it):
+    # seen here all the same, the worktree is cleaned for nothing
+    assert (git(tree, "clean", "-ndffx") != "") == (seen and leftover != "dir-for-file")
 
 
 def test_a_flagged_index_is_not_trusted(root: Path) -> None:
@@ -324,7 +364,7 @@ def test_eight_threads_adding_and_removing(root: Path) -> None:
         (tree / "build").mkdir()
         (tree / "build" / name).write_text(name)
         (tree / f"{name}.txt").write_text(name)
-        assert worktrees.commit_all(tree, name)
+        assert worktrees.commit_all(tree, name) == (1, 1, 0)  # build/ is ignored
         (tree / "junk.txt").write_text(name)
         worktrees.remove(root, tree)
         git(root, "branch", "-D", f"gas/{name}")
