@@ -586,3 +586,40 @@ def test_a_worktree_with_a_submodule_checked_out_is_not_pooled(tmp_path: Path) -
     again = worktrees.add(root, "two", "main", branch="gas/two")
 
     assert list((again / "lib").iterdir()) == []
+
+
+def test_the_work_stat_is_the_diff_from_the_base(root: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """commit_all says what changed from the base: from the summary `git commit` prints when
+    the commit sits right on the base, from `git diff` when the polecat committed itself (or
+    git speaks another language)."""
+    base = git(root, "rev-parse", "main")
+    fresh = worktrees.add(root, "fresh", base, branch="gas/fresh")
+    (fresh / "src" / "app.py").write_text("a\nb\nc\n")
+    (fresh / "README.md").unlink()
+    (fresh / "new.txt").write_text("1\n2\n")
+    calls = git_calls(tmp_path, monkeypatch)
+    stat = worktrees.commit_all(fresh, "work", base)
+    used = [line.split()[0] for line in calls.read_text().splitlines()]
+    assert [c for c in used if c != "config"] == ["add", "-c"]  # -c ... commit; no diff
+    monkeypatch.undo()
+    assert stat == worktrees.numstat(git(root, "diff", "--numstat", base, "gas/fresh"))
+    assert stat[0] == 3
+
+    tree = worktrees.add(root, "one", base, branch="gas/one")
+    assert worktrees.commit_all(tree, "nothing", base) == (0, 0, 0)
+    (tree / "src" / "app.py").write_text("a\nb\nc\n")
+    (tree / "README.md").unlink()
+    git(tree, "add", "-A")
+    git(tree, "commit", "-qm", "the agent's own commit")
+    assert worktrees.commit_all(tree, "nothing more", base) == \
+        worktrees.numstat(git(root, "diff", "--numstat", base, "gas/one"))
+    (tree / "new.txt").write_text("1\n2\n")
+    stat = worktrees.commit_all(tree, "more", base)
+    assert stat == worktrees.numstat(git(root, "diff", "--numstat", base, "gas/one"))
+    assert stat[0] == 3
+    assert worktrees._summary("[x 1a2b3c] s\n 1 file changed, 2 insertions(+)\n") == (1, 2, 0)
+    assert worktrees._summary("[x 1a2b3c] s\n Author: A <a>\n 2 files changed, 1 insertion(+),"
+                              " 3 deletions(-)\n create mode 100644 a\n") == (2, 1, 3)
+    assert worktrees._summary("[x 1a2b3c] s\n 1 Datei geändert, 1 Zeile hinzugefügt(+)\n") \
+        is None
