@@ -400,9 +400,10 @@ def _free_slot(root: Path, keep: int | None) -> Path | None:
     """A new name in the pool (never one a killed move may have left registered), held for
     this thread's move; None when the pool is full."""
     with _pool_lock:
-        pool = pool_dir(root)
-        filling = sum(slot.parent == pool for slot in _arriving)
-        if len(_pool_entries(root)) + filling >= max(POOL_SIZE, keep or 0):
+        pool, entries = pool_dir(root), set(_pool_entries(root))
+        # a slot arriving counts once: it may be in the pool already, its move ending
+        filling = sum(slot.parent == pool and slot not in entries for slot in _arriving)
+        if len(entries) + filling >= max(POOL_SIZE, keep or 0):
             return None
         pool.mkdir(parents=True, exist_ok=True)
         slot = pool / uuid.uuid4().hex[:12]

@@ -353,7 +353,10 @@ def test_a_stale_bead_worktree_is_replaced(root: Path) -> None:
     assert_exactly(again, tip, "gas/one")
 
 
-def test_eight_threads_adding_and_removing(root: Path) -> None:
+def test_eight_threads_adding_and_removing(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eight beads at a time, four each: every worktree comes back to a pool of eight (none
+    deleted because another thread's return was counted twice), none is handed out twice."""
+    monkeypatch.setattr(worktrees, "POOL_SIZE", 8)
     bases = [git(root, "rev-parse", "main")]
     bases += [commit_on_main(root, {f"src/m{n}.py": f"N = {n}\n"}) for n in range(3)]
     errors: list[BaseException] = []
@@ -385,7 +388,7 @@ def test_eight_threads_adding_and_removing(root: Path) -> None:
 
     assert errors == []
     pool = pooled(root)
-    assert 1 <= len(pool) <= 8
+    assert len(pool) == 8
     assert sorted(registered(root)) == sorted([str(root), *(str(p) for p in pool)])
     assert worktrees.leftovers(root) == []
     assert git(root, "for-each-ref", "refs/heads/gas/") == ""
@@ -623,3 +626,21 @@ def test_the_work_stat_is_the_diff_from_the_base(root: Path, tmp_path: Path,
                               " 3 deletions(-)\n create mode 100644 a\n") == (2, 1, 3)
     assert worktrees._summary("[x 1a2b3c] s\n 1 Datei geändert, 1 Zeile hinzugefügt(+)\n") \
         is None
+
+
+def test_a_return_whose_move_is_ending_counts_once(root: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slot held for a move into the pool counts against the bound until the move ends,
+    and once only when it is in the pool already: the next return still fits."""
+    monkeypatch.setattr(worktrees, "POOL_SIZE", 1)
+    tree = worktrees.add(root, "one", "main", branch=None)
+    slot = worktrees._free_slot(root, keep=2)
+    assert slot is not None
+    assert worktrees._free_slot(root, keep=None) is None  # held: the pool of one is full
+    assert worktrees._move(root, tree, slot)  # moved; the slot not released yet
+    try:
+        second = worktrees._free_slot(root, keep=2)
+        assert second is not None and second != slot
+        assert worktrees._free_slot(root, keep=2) is None
+    finally:
+        worktrees._arriving.clear()
