@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import math
 import re
-import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
@@ -164,6 +162,8 @@ _TOML_AT = re.compile(r"\s*\((?:at line (\d+), column \d+|at end of document)\)$
 
 def _parse_toml(text: str, file: str) -> tuple[Any, Lines]:
     try:
+        import tomllib  # only for a TOML Gasfile
+
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         message = str(e)
@@ -351,6 +351,8 @@ def _expect(ck: _Checker, path: KeyPath, what: str, got: Any) -> NoReturn:
 
 
 def _suggest(word: str, choices: Iterable[str]) -> str | None:
+    import difflib  # only for a mistake
+
     matches = difflib.get_close_matches(word, list(choices), n=3)
     if not matches:
         return None

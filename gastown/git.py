@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import secrets
 import subprocess
 import zlib
 from collections.abc import Mapping, Sequence
@@ -176,7 +175,7 @@ def store(objects: Sequence[tuple[str, bytes]], *, into: Path, hex_size: int = 4
         if final.exists():
             continue
         final.parent.mkdir(exist_ok=True)
-        temp = final.parent / f"tmp_obj_gas_{secrets.token_hex(6)}"
+        temp = final.parent / f"tmp_obj_gas_{os.urandom(6).hex()}"
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
         with os.fdopen(fd, "wb") as out:
             out.write(zlib.compress(_header(kind, body) + body, 1))

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,8 @@ def run_bead(floor: Floor, bead: Bead) -> bool:
             merged = _refine(floor, bead, worktrees.worktree_dir(floor.root, bead.id))
     except Exception as exc:  # a bug or a broken repo must fail this bead, not the whole run
         reason = f"gastown error: {type(exc).__name__}: {exc}"
+        import traceback  # only for a crash
+
         _crash_note(floor, bead, traceback.format_exc())
         _safe_fail(floor, bead, reason)
     finally:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,7 +32,7 @@ def build_lock(path: Path, build: str = "") -> Iterator[dict[str, object]]:
 
 
 def _holder(build: str) -> dict[str, object]:
-    return {"pid": os.getpid(), "host": socket.gethostname(), "build": build,
+    return {"pid": os.getpid(), "host": os.uname().nodename, "build": build,
             "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 

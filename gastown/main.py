@@ -5,10 +5,8 @@ import argparse
 import gc
 import importlib
 import os
-import platform
 import sys
 import time
-import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -55,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _drop_stdout()
         return EXIT_FAILED
     except Exception:
+        import traceback  # only for a crash
+
         path = _crash_log(traceback.format_exc())
         print(f"gas: internal error; details in {path}", file=sys.stderr)
         return EXIT_FAILED
@@ -75,7 +75,7 @@ def _crash_log(trace: str) -> Path:
     except OSError:
         logs = Path("/tmp")
     path = logs / f"crash-{time.strftime('%Y%m%d-%H%M%S')}.log"
-    path.write_text(f"gas {__version__}\npython {platform.python_version()}\n"
+    path.write_text(f"gas {__version__}\npython {sys.version.split()[0]}\n"
                     f"argv {sys.argv}\n\n{trace}")
     return path
 

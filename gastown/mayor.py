@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import difflib
 import fnmatch
 import hashlib
 import importlib.util
@@ -14,7 +13,6 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache, cached_property, partial
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -342,6 +340,8 @@ class _Compiler:
             if found:
                 return found
         bead = self.beads[bead_id]
+        import difflib  # only for a mistake
+
         close = difflib.get_close_matches(ref, [*self.beads, *groups], n=3)
         raise GasError(
             f"bead {bead_id!r} needs {ref!r}, which is no bead, backlog or tag",
@@ -403,7 +403,7 @@ def prompt_source(root: Path, spec: RoleSpec) -> tuple[Path, str] | None:
         return root / spec.prompt, spec.prompt
     if spec.runner in (None, "command"):
         return None
-    default = Path(str(resources.files("gastown") / "data" / "prompts" / f"{spec.name}.md.j2"))
+    default = Path(__file__).parent / "data" / "prompts" / f"{spec.name}.md.j2"
     return default, f"(gastown default) {spec.name}.md.j2"
 
 

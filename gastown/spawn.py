@@ -8,7 +8,6 @@ import signal
 import subprocess
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -62,7 +61,7 @@ def run(
         redact = redactor(env)
         log.write(f"$ {redact(_shown(cmd))}\n".encode())
         log.flush()
-        marker = uuid.uuid4().hex
+        marker = os.urandom(16).hex()
         proc = _start(cmd, cwd, {**env, **_build, MARKER: marker}, log)
         born = _stat(proc.pid)
         reader = _Reader(proc, log, on_line, redact)

@@ -17,7 +17,6 @@ import shutil
 import struct
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -86,7 +85,15 @@ _arriving: set[Path] = set()  # pool slots a worktree is being moved into
 # What a worktree's own git dir keeps when it changes hands; the rest is the last owner's
 # (a rebase, merge or bisect in progress, reflog, per-worktree config, a killed git's lock).
 _ADMIN_KEEP = frozenset({"HEAD", "commondir", "gitdir", "index"})
-CLEAN = "gastown-clean"  # in a pooled worktree's admin dir: scrubbed as it was pooled
+CLEAN = "gastown-clean"  # in a pooled worktree's admin dir: "clean" when scrubbed as pooled
+# Admin files emptied in place, not deleted, as a worktree changes hands: each file deleted and
+# made again costs an inode, and on ext4 without a journal every new file is slower to make
+# while many were deleted in the last 30 s (a wave of beads does both at once).
+_ADMIN_EMPTIED = frozenset({CLEAN, "COMMIT_EDITMSG"})
+# A bead's branch and its worktree's HEAD keep no reflog: the branch is deleted as it merges
+# (its story is in the ledger and the merge commit), and each reflog is two more files made
+# and deleted per bead.
+NO_REFLOG = ("-c", "core.logAllRefUpdates=false")
 INDEX_READ_LIMIT = 256 * 1024  # bytes: a larger index is checked by git (faster there)
 
 
@@ -187,9 +194,9 @@ def _fresh(root: Path, path: Path, start: str, branch: str | None) -> None:
     """Registered under the lock, checked out outside it."""
     target = ["-B", branch] if branch else ["--detach"]
     with _admin.exclusive():
-        git.run("worktree", "add", "-f", "--quiet", "--no-checkout", *target, str(path), start,
-                cwd=root)
-    git.run("checkout", "--force", "--quiet", cwd=path, env=_confined(path))
+        git.run(*NO_REFLOG, "worktree", "add", "-f", "--quiet", "--no-checkout", *target,
+                str(path), start, cwd=root)
+    git.run(*NO_REFLOG, "checkout", "--force", "--quiet", cwd=path, env=_confined(path))
 
 
 def _claim(root: Path, path: Path) -> bool:
@@ -207,7 +214,7 @@ def _claim(root: Path, path: Path) -> bool:
                 _claiming.discard(entry)
     if doomed:
         with _admin.exclusive():
-            git.run("worktree", "prune", cwd=root, check=False)
+            _prune(root)
     for gone in doomed:
         shutil.rmtree(gone, ignore_errors=True)
     return claimed
@@ -221,13 +228,13 @@ def _refresh(path: Path, start: str, branch: str | None) -> None:
     starting at once waits for it)."""
     env = _confined(path)
     admin = _admin_dir(path)
-    scrubbed = admin is not None and (admin / CLEAN).is_file()
+    scrubbed = admin is not None and _marked_clean(admin)
     if not scrubbed:
         _check_flags(path, admin)
     _forget_operations(path)  # the CLEAN mark goes too: this owner may leave anything
     target = ["--ignore-other-worktrees", "-B", branch, start] if branch else ["--detach", start]
-    git.run("checkout", "--force", "--quiet", "--no-recurse-submodules", *target, cwd=path,
-            env=env)
+    git.run(*NO_REFLOG, "checkout", "--force", "--quiet", "--no-recurse-submodules", *target,
+            cwd=path, env=env)
     if not scrubbed:
         git.run("clean", "-ffdxq", cwd=path, env=env)
 
@@ -336,7 +343,14 @@ def _scrub(path: Path) -> None:
     if index is None or _untracked(path, index.paths):
         git.run("clean", "-ffdxq", cwd=path, env=_confined(path))
     if admin is not None:
-        (admin / CLEAN).touch()
+        (admin / CLEAN).write_bytes(b"clean\n")
+
+
+def _marked_clean(admin: Path) -> bool:
+    try:
+        return (admin / CLEAN).read_bytes() == b"clean\n"
+    except OSError:
+        return False
 
 
 def _forget_operations(path: Path) -> None:
@@ -360,7 +374,9 @@ def _clear_admin(admin: Path) -> None:
     for item in admin.iterdir():
         if item.name in _ADMIN_KEEP or item.name.startswith("sharedindex."):
             continue
-        if item.is_dir() and not item.is_symlink():
+        if item.name in _ADMIN_EMPTIED and item.is_file() and not item.is_symlink():
+            os.truncate(item, 0)
+        elif item.is_dir() and not item.is_symlink():
             shutil.rmtree(item)
         else:
             item.unlink()
@@ -406,7 +422,7 @@ def _free_slot(root: Path, keep: int | None) -> Path | None:
         if len(entries) + filling >= max(POOL_SIZE, keep or 0):
             return None
         pool.mkdir(parents=True, exist_ok=True)
-        slot = pool / uuid.uuid4().hex[:12]
+        slot = pool / os.urandom(6).hex()
         _arriving.add(slot)
         return slot
 
@@ -437,7 +453,7 @@ def _move(root: Path, src: Path, dst: Path) -> bool:
 
 def _replace(path: Path, line: str) -> None:
     """`path` holds `line` now: written beside it, then renamed over it."""
-    temp = path.with_name(f"{path.name}.gas-{uuid.uuid4().hex[:8]}")
+    temp = path.with_name(f"{path.name}.gas-{os.urandom(4).hex()}")
     temp.write_text(line + "\n")
     temp.replace(path)
 
@@ -455,13 +471,13 @@ def _discard(root: Path, path: Path) -> None:
     files deleted outside it."""
     gone = _to_trash(root, path)
     with _admin.exclusive():
-        git.run("worktree", "prune", cwd=root, check=False)
+        _prune(root)
     shutil.rmtree(gone, ignore_errors=True)
 
 
 def _to_trash(root: Path, path: Path) -> Path:
     """Out of the way at once; where it is now (itself when it could not be moved)."""
-    trash = state_dir(root) / TRASH / uuid.uuid4().hex
+    trash = state_dir(root) / TRASH / os.urandom(16).hex()
     try:
         trash.parent.mkdir(parents=True, exist_ok=True)
         path.rename(trash)
@@ -585,23 +601,33 @@ def prune(root: Path) -> None:
     pooled worktrees a crash left unsound, and what a killed build left in the trash."""
     with _pool_lock, _admin.exclusive():
         doomed = [_to_trash(root, p) for p in _pool_entries(root) if not _sound(root, p)]
-        _unlock_missing(root)
-        git.run("worktree", "prune", cwd=root, check=False)
+        _prune(root)
     trash = state_dir(root) / TRASH
     for gone in [*doomed, *(trash.iterdir() if trash.is_dir() else [])]:
         shutil.rmtree(gone, ignore_errors=True)
+
+
+def _prune(root: Path) -> None:
+    """`git worktree prune`, our half-made registrations included; the caller holds `_admin`
+    exclusively (no add of ours is under way)."""
+    _unlock_missing(root)
+    git.run("worktree", "prune", cwd=root, check=False)
 
 
 def _unlock_missing(root: Path) -> None:
     """`git worktree add` locks the worktree it is making ("initializing") until it is done:
     one killed in between leaves a locked registration of a missing directory, which prune
     keeps and every later add of that path refuses. Only ours (under .gastown/worktrees/)
-    are unlocked; a user's locked worktree is left alone."""
+    are unlocked, and those killed before git wrote where the worktree is (no `gitdir`: no
+    worktree can be in use through it); a user's locked worktree is left alone."""
     ours = (state_dir(root) / "worktrees").resolve()
     admins = _admin_root(root)
     for lock in admins.glob("*/locked") if admins.is_dir() else []:
         try:
             target = Path((lock.parent / "gitdir").read_text().strip())
+        except FileNotFoundError:
+            lock.unlink(missing_ok=True)
+            continue
         except OSError:
             continue
         where = (lock.parent / target).parent
@@ -613,7 +639,7 @@ def reset(worktree: Path, commit: str, *, keep_ignored: bool = False) -> None:
     """Back to `commit`: tracked and untracked changes gone (ignored files too, unless kept),
     untracked nested repositories included."""
     env = _confined(worktree)
-    git.run("reset", "--quiet", "--hard", commit, cwd=worktree, env=env)
+    git.run(*NO_REFLOG, "reset", "--quiet", "--hard", commit, cwd=worktree, env=env)
     git.run("clean", "-ffdq" if keep_ignored else "-ffdxq", cwd=worktree, env=env)
 
 
@@ -624,7 +650,8 @@ def commit_all(worktree: Path, message: str, base: str | None = None) -> tuple[i
     env = _confined(worktree)
     on_base = base is None or git.rev("HEAD", cwd=worktree) == base
     git.run("add", "-A", cwd=worktree, env=env)
-    done = git.run(*git.NO_AUTO_GC, "commit", "--no-verify", "-m", message, cwd=worktree,
+    done = git.run(*git.NO_AUTO_GC, *NO_REFLOG, "commit", "--no-verify", "-m", message,
+                   cwd=worktree,
                    env={**env, **identity_env(_top(worktree))}, check=False)
     if done.returncode != 0:
         if git.run("diff", "--cached", "--quiet", cwd=worktree, env=env,

@@ -104,6 +104,14 @@ backlogs:
 """
 
 
+def git_command(line: str) -> str:
+    """The git command of a line git_calls() logged (after any `-c key=value`)."""
+    words = line.split()
+    while words and words[0].startswith("-"):
+        words = words[2:] if words[0] == "-c" else words[1:]
+    return words[0] if words else ""
+
+
 def git_calls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every git process from now on appends its arguments to the returned file."""
     calls = tmp_path / "git-calls.log"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gastown import refinery
-from tests.conftest import git, git_calls, make_repo, trailers
+from tests.conftest import git, git_calls, git_command, make_repo, trailers
 
 GASFILE = '''\
 version: 1
@@ -24,14 +24,6 @@ backlogs:
 '''
 
 
-def command(line: str) -> str:
-    """The git command of a logged `git ARGS` line (after any `-c key=value`)."""
-    words = line.split()
-    while words and words[0].startswith("-"):
-        words = words[2:] if words[0] == "-c" else words[1:]
-    return words[0] if words else ""
-
-
 @pytest.mark.parametrize("old_git", [False, True], ids=["merge-tree", "worktree"])
 @pytest.mark.parametrize("strategy", ["merge", "squash", "rebase"])
 def test_strategy_lands_each_bead_once(tmp_path: Path, gas, strategy: str, old_git: bool,
@@ -44,7 +36,7 @@ def test_strategy_lands_each_bead_once(tmp_path: Path, gas, strategy: str, old_g
     calls = git_calls(tmp_path, monkeypatch)
     result = gas(repo, "build")
     assert result.code == 0, result
-    used = {command(line) for line in calls.read_text().splitlines() if line.strip()}
+    used = {git_command(line) for line in calls.read_text().splitlines() if line.strip()}
     in_objects = strategy != "rebase" and not old_git
     assert ("merge-tree" in used) == in_objects
     assert bool(used & {"merge", "cherry-pick"}) == (not in_objects)

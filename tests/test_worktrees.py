@@ -12,7 +12,7 @@ import pytest
 
 from gastown import git as gitmod
 from gastown import worktrees
-from tests.conftest import git, git_calls, make_repo
+from tests.conftest import git, git_calls, git_command, make_repo
 
 BASE_FILES = {
     ".gitignore": "build/\n__pycache__/\n*.log\n",
@@ -181,7 +181,7 @@ def test_a_retired_worktree_is_scrubbed_once_and_claimed_by_one_checkout(
     worktrees.retire(root, other, "gas/other")
     worktrees.delete_branches(root, ["gas/one", "gas/other"])
     again = worktrees.add(root, "two", "main", branch="gas/two")
-    assert [line.split()[0] for line in calls.read_text().splitlines()] == \
+    assert [git_command(line) for line in calls.read_text().splitlines()] == \
         ["clean", "update-ref", "checkout"]  # a small index is checked without git
     monkeypatch.undo()
     assert gitmod.rev("refs/heads/gas/one", cwd=root) is None
@@ -463,6 +463,37 @@ def test_an_add_killed_midway_does_not_block_the_path(root: Path, tmp_path: Path
     assert str(theirs) in registered(root)
 
 
+def test_an_add_killed_before_it_wrote_where_the_worktree_is(root: Path) -> None:
+    """git writes a new registration's lock before its `gitdir`: a kill in between leaves a
+    locked registration that names no directory, which prune keeps; the next build's prune
+    clears it and the path can be added again."""
+    tree = worktrees.add(root, "_refinery", "main", branch=None)
+    admin = Path(git(tree, "rev-parse", "--absolute-git-dir"))
+    (admin / "locked").write_text("initializing")
+    (admin / "gitdir").unlink()
+    shutil.rmtree(tree)
+
+    worktrees.prune(root)
+
+    assert not admin.exists()
+    again = worktrees.add(root, "_refinery", "main", branch=None)
+    assert git(again, "rev-parse", "HEAD") == git(root, "rev-parse", "main")
+
+
+def test_an_add_killed_after_it_made_the_directory(root: Path) -> None:
+    """Killed once the directory was made but before git unlocked the registration: the
+    next add of that path (in the same build, after the start's prune) discards the
+    half-made directory and unlocks the registration it leaves missing."""
+    tree = worktrees.add(root, "_refinery", "main", branch=None)
+    git(root, "worktree", "lock", "--reason", "initializing", str(tree))
+    (tree / ".git").unlink()  # git had not written it yet
+
+    again = worktrees.add(root, "_refinery", "main", branch=None)
+
+    assert again == tree
+    assert git(again, "rev-parse", "HEAD") == git(root, "rev-parse", "main")
+
+
 def test_git_in_a_worktree_without_its_git_file_stops(root: Path) -> None:
     """Without `.git`, git would walk up to the main checkout and reset and clean that."""
     tree = worktrees.add(root, "one", "main", branch="gas/one")
@@ -603,8 +634,8 @@ def test_the_work_stat_is_the_diff_from_the_base(root: Path, tmp_path: Path,
     (fresh / "new.txt").write_text("1\n2\n")
     calls = git_calls(tmp_path, monkeypatch)
     stat = worktrees.commit_all(fresh, "work", base)
-    used = [line.split()[0] for line in calls.read_text().splitlines()]
-    assert [c for c in used if c != "config"] == ["add", "-c"]  # -c ... commit; no diff
+    used = [git_command(line) for line in calls.read_text().splitlines()]
+    assert [c for c in used if c != "config"] == ["add", "commit"]  # no diff
     monkeypatch.undo()
     assert stat == worktrees.numstat(git(root, "diff", "--numstat", base, "gas/fresh"))
     assert stat[0] == 3

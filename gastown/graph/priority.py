@@ -1,7 +1,6 @@
 """Dispatch priority: the longest remaining path first, weighted by past durations if known."""
 from __future__ import annotations
 
-import statistics
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -27,6 +26,13 @@ def priorities(beads: Mapping[str, Bead], keep: Iterable[str],
     keep = set(keep)
     past = durations(records)
     known = [past[b] for b in keep if b in past]
-    default = statistics.median(known) if known else 1.0
+    default = _median(known) if known else 1.0
     weight = {b: past.get(b, default) for b in keep}
     return remaining_paths(beads, keep, weight)
+
+
+def _median(values: list[float]) -> float:
+    """statistics.median, without importing statistics (and fractions) for it."""
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2

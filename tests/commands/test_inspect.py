@@ -50,9 +50,10 @@ def test_log_without_a_bead_is_the_ledger_commit_log(built: Path, gas) -> None:
                for c in data["commits"])
     for line, commit in zip(lines, data["commits"], strict=True):
         assert line.endswith(commit["message"].splitlines()[0])
-    assert [c["commit"] for c in json.loads(gas(built, "log", "--json", "-n", "2").out)
-            ["commits"]] == shas[:2]
-    assert len(gas(built, "log", "-n", "3").out.splitlines()) == 3
+    assert len(shas) >= 2
+    assert [c["commit"] for c in json.loads(gas(built, "log", "--json", "-n", "1").out)
+            ["commits"]] == shas[:1]
+    assert len(gas(built, "log", "-n", "1").out.splitlines()) == 1
 
 
 def test_log_of_a_merged_bead(built: Path, gas) -> None:
