@@ -1,7 +1,7 @@
 """gastown's own cost per bead: throughput with an instant agent, and the share of a run with
 real-length agents that is not agent time.
 
-    python bench/overhead.py [--instant 100] [--beads 20] [--seconds 30] [--settle 31]
+    python bench/overhead.py [--instant 100] [--beads 20] [--seconds 30] [--settle 40]
 
 1. `--instant` independent beads whose command runner writes one file and exits at once, cap 8,
    on a small repository: beads per second end to end (`gas build` started to exited: worktree,
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     args.add_argument("--instant", type=int, default=100)
     args.add_argument("--beads", type=int, default=20)
     args.add_argument("--seconds", type=float, default=30.0)
-    args.add_argument("--settle", type=float, default=31.0,
+    args.add_argument("--settle", type=float, default=40.0,
                       help="seconds between the warm-up build and the measured one")
     opts = args.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="gas-overhead-"))
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
         warm_repo = warm_up(work, opts.beads, opts.seconds)
         # The measured build starts as a user's would, not a second after the bench's own
         # warm-up build: on ext4 without a journal (this machine) making a file costs more
-        # while many were deleted in the last 30 s, and a build deletes hundreds (README).
+        # while many were deleted in the last 30-35 s, and a build deletes hundreds (README).
         time.sleep(opts.settle)
         warm = share(warm_repo, opts.beads, opts.seconds, "warm repo")
         rate = throughput(work, opts.instant)

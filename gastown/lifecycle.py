@@ -195,6 +195,7 @@ def _since(clock: float) -> float:
 def _refine(floor: Floor, bead: Bead, tree: Path) -> bool:
     branch = worktrees.branch_name(bead.id)
     clock = time.monotonic()
+    worktrees.retire(floor.root, tree, keep=floor.slots.cap)
     result = floor.refinery.merge(bead, branch)
     timings = {"refinery_s": _since(clock), "ci_s": round(result.ci_seconds, 3)}
     into = floor.plan.gasfile.project.into
@@ -204,12 +205,12 @@ def _refine(floor: Floor, bead: Bead, tree: Path) -> bool:
     if not result.ok:
         floor.console.say("Refinery", f"FAIL {bead.id}: {result.reason}; {into} unchanged")
         floor.record(bead, State.FAILED, result.reason, reason=result.reason, timings=timings)
+        worktrees.restore(floor.root, bead.id, branch)
         return False
     assert result.commit is not None
     floor.console.say("Refinery", f"MERGE {branch} -> {into} ({result.commit[:10]})")
     floor.record(bead, State.MERGED, f"into {into} at {result.commit[:12]}",
                  merge_commit=result.commit, into=into, reason=None, timings=timings)
-    worktrees.retire(floor.root, tree, branch, keep=floor.slots.cap)
     return True
 
 

@@ -14,8 +14,9 @@ from gastown.errors import LockHeld
 
 @contextmanager
 def build_lock(path: Path, build: str = "") -> Iterator[dict[str, object]]:
-    """Hold the repository's build lock; yields what the previous holder wrote (its pid and
-    build id), so a build can clean up after one that was killed."""
+    """Hold the repository's build lock; yields what the previous holder wrote (its pid, build
+    id and start, and `ended` when it got to the end of its build: none of its processes can
+    be left), so a build can clean up after one that was killed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -24,16 +25,31 @@ def build_lock(path: Path, build: str = "") -> Iterator[dict[str, object]]:
         except BlockingIOError:
             raise _held(path) from None
         previous = _read(path)
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps(_holder(build)).encode())
+        holder = _holder(build)
+        _write(fd, holder)
         yield previous
+        _write(fd, {**holder, "ended": True})
     finally:
         os.close(fd)
 
 
+def _write(fd: int, holder: dict[str, object]) -> None:
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(holder).encode(), 0)
+
+
 def _holder(build: str) -> dict[str, object]:
     return {"pid": os.getpid(), "host": os.uname().nodename, "build": build,
-            "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "started": _start_tick()}
+
+
+def _start_tick() -> int:
+    """When this process started (clock ticks after boot, /proc/self/stat); 0 when unknown."""
+    try:
+        with open("/proc/self/stat", "rb") as stat:
+            return int(stat.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def _read(path: Path) -> dict[str, object]:

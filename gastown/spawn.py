@@ -233,9 +233,15 @@ def tag_build(build: str) -> None:
     _build[BUILD_MARKER] = build
 
 
-def sweep_build(build: str) -> int:
-    """Kill what a killed build left running (its agents' processes outlive it otherwise)."""
-    return sweep(build, BUILD_MARKER) if build else 0
+def sweep_build(previous: Mapping[str, object]) -> int:
+    """Kill what a killed build left running (its agents' processes outlive it otherwise),
+    given what the previous build wrote in the build lock: nothing when it got to its end
+    (every process of its beads had been stopped), else the processes started after it."""
+    build = str(previous.get("build") or "")
+    if not build or previous.get("ended") is True:
+        return 0
+    started = previous.get("started")
+    return sweep(build, BUILD_MARKER, since=started if isinstance(started, int) else 0)
 
 
 def _pids() -> list[int]:

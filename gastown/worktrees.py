@@ -165,14 +165,14 @@ def add(root: Path, name: str, start: str, *, branch: str | None) -> Path:
     return path
 
 
-def remove(root: Path, path: Path, *, keep: int | None = None, detach: bool = True) -> None:
+def remove(root: Path, path: Path, *, keep: int | None = None) -> None:
     """Done with a worktree: detached and pooled (deleted when the pool holds POOL_SIZE, or
     `keep` if more: a build keeps one per bead it runs at once, or the worktree is unsound).
-    Its branch is checked out nowhere once this returns (see retire() for `detach=False`)."""
+    Its branch is checked out nowhere once this returns."""
     if not path.exists() and not path.is_symlink():
         return
     try:
-        pooled = _to_pool(root, path, keep, detach=detach)
+        pooled = _to_pool(root, path, keep)
     except (git.GitError, OSError, _Unsound):
         pooled = False
     if not pooled:
@@ -382,11 +382,8 @@ def _clear_admin(admin: Path) -> None:
             item.unlink()
 
 
-def _to_pool(root: Path, path: Path, keep: int | None, *, detach: bool = True) -> bool:
-    if not _sound(root, path):
-        return False
-    if detach and git.run("update-ref", "--no-deref", "HEAD", "HEAD", cwd=path,
-                          env=_confined(path), check=False).returncode != 0:
+def _to_pool(root: Path, path: Path, keep: int | None) -> bool:
+    if not _sound(root, path) or not _detach(path):
         return False
     _forget_operations(path)  # a rebase in progress would still hold its branch
     if len(_pool_entries(root)) >= max(POOL_SIZE, keep or 0):
@@ -401,6 +398,19 @@ def _to_pool(root: Path, path: Path, keep: int | None, *, detach: bool = True) -
     finally:
         with _pool_lock:
             _arriving.discard(slot)
+
+
+def _detach(path: Path) -> bool:
+    """HEAD at the commit it is at, on no branch (what `update-ref --no-deref HEAD HEAD` does,
+    without a process when HEAD and its branch are loose ref files): a pooled worktree holds
+    no branch. False when HEAD is at no commit."""
+    admin = _admin_dir(path)
+    commit = git.read_ref("HEAD", path)
+    if admin is None or commit is None:
+        return git.run("update-ref", "--no-deref", "HEAD", "HEAD", cwd=path,
+                       env=_confined(path), check=False).returncode == 0
+    _replace(admin / "HEAD", commit)
+    return True
 
 
 def _take(root: Path) -> Path | None:
@@ -522,17 +532,18 @@ def _confined(path: Path) -> dict[str, str]:
     return {"GIT_CEILING_DIRECTORIES": str(path.resolve().parent)}
 
 
-def retire(root: Path, path: Path, branch: str, *, keep: int | None = None) -> None:
-    """A merged bead's worktree back to the pool (the refinery deleted its branch as it
-    merged it). When the worktree is still on that branch it is pooled without a detach: its
-    HEAD names a branch that is gone, so it holds nothing, and the next owner's checkout
-    moves it. One the agent moved to another branch is detached as usual."""
-    admin = _admin_dir(path)
-    try:
-        head = (admin / "HEAD").read_text().strip() if admin else ""
-    except OSError:
-        head = ""
-    remove(root, path, keep=keep, detach=head != f"ref: refs/heads/{branch}")
+def retire(root: Path, path: Path, *, keep: int | None = None) -> None:
+    """An approved bead's worktree back to the pool as it goes to merge (its work is on its
+    branch: the merge needs only that), so that the wave of beads merging at the end of a build
+    does not wait for it; see restore() for one whose merge fails."""
+    remove(root, path, keep=keep)
+
+
+def restore(root: Path, name: str, branch: str) -> Path | None:
+    """The worktree of a bead whose merge failed, back at its branch for the user to look at
+    (retire() pooled it as the bead went to merge); None when the branch is gone."""
+    tip = git.rev(f"refs/heads/{branch}", cwd=root)
+    return add(root, name, tip, branch=branch) if tip else None
 
 
 def delete_branches(root: Path, branches: list[str]) -> None:

@@ -180,6 +180,7 @@ def test_batch_bisects_to_the_bad_bead(tmp_path: Path, gas, monkeypatch, strateg
     assert all("out/bad.txt" not in git(repo, "ls-tree", "-r", "--name-only", c)
                for c in reflog)
     assert len(ci_runs(tmp_path)) < len(beads) + 1
+    assert_kept_for_inspection(repo, "bad", beads)
 
 
 def test_conflict_inside_a_batch_fails_only_that_bead(tmp_path: Path, gas, monkeypatch):
@@ -198,3 +199,16 @@ def test_conflict_inside_a_batch_fails_only_that_bead(tmp_path: Path, gas, monke
     assert f"[Refinery] FAIL {loser}: merge conflict with staging in shared.txt" in result.out
     assert ledger_record(repo, loser)["reason"] == "merge conflict with staging in shared.txt"
     assert [run for run in ci_runs(tmp_path) if loser in run] == []
+    assert_kept_for_inspection(repo, loser, merged)
+
+
+def assert_kept_for_inspection(repo: Path, failed: str, merged: list[str]) -> None:
+    """A bead whose merge failed has its worktree back (pooled as it went to merge), on its
+    branch with its work; a merged bead's is gone, and so is its branch."""
+    tree = repo / ".gastown" / "worktrees" / failed
+    assert git(tree, "symbolic-ref", "HEAD") == f"refs/heads/gas/{failed}"
+    assert git(tree, "rev-parse", "HEAD") == git(repo, "rev-parse", f"gas/{failed}")
+    assert git(tree, "status", "--porcelain") == ""
+    for bead in merged:
+        assert not (repo / ".gastown" / "worktrees" / bead).exists()
+        assert git(repo, "branch", "--list", f"gas/{bead}") == ""

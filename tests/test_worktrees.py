@@ -165,11 +165,11 @@ def test_an_operation_in_progress_does_not_follow_the_worktree(root: Path) -> No
 
 def test_a_retired_worktree_is_scrubbed_once_and_claimed_by_one_checkout(
         root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A merged bead still on its branch: scrubbed (index flags checked, untracked and
-    ignored files deleted) and pooled as it is; its branch is deleted (by the refinery, as it
-    merges; here by hand) while the pooled worktree's HEAD still names it, until the next
-    owner's checkout, that owner's one git call. A worktree holding nothing but what its
-    index lists needs no `git clean`."""
+    """An approved bead on its branch: detached (without git: HEAD and the branch are loose
+    ref files), scrubbed (index flags checked, untracked and ignored files deleted) and
+    pooled; its branch is deleted (by the refinery, as it merges; here by hand) with no
+    worktree holding it, and the next owner's checkout is that owner's one git call. A
+    worktree holding nothing but what its index lists needs no `git clean`."""
     tree = worktrees.add(root, "one", "main", branch="gas/one")
     (tree / "work.txt").write_text("work\n")
     assert worktrees.commit_all(tree, "one") == (1, 1, 0)
@@ -177,8 +177,8 @@ def test_a_retired_worktree_is_scrubbed_once_and_claimed_by_one_checkout(
     other = worktrees.add(root, "other", "main", branch="gas/other")
     inodes = {tree.stat().st_ino, other.stat().st_ino}
     calls = git_calls(tmp_path, monkeypatch)
-    worktrees.retire(root, tree, "gas/one")
-    worktrees.retire(root, other, "gas/other")
+    worktrees.retire(root, tree)
+    worktrees.retire(root, other)
     worktrees.delete_branches(root, ["gas/one", "gas/other"])
     again = worktrees.add(root, "two", "main", branch="gas/two")
     assert [git_command(line) for line in calls.read_text().splitlines()] == \
@@ -188,7 +188,23 @@ def test_a_retired_worktree_is_scrubbed_once_and_claimed_by_one_checkout(
     assert gitmod.rev("refs/heads/gas/other", cwd=root) is None
     assert again.stat().st_ino in inodes, "a pooled worktree was reused"
     assert_exactly(again, git(root, "rev-parse", "main"), "gas/two")
+    [left] = pooled(root)
+    listing = git(root, "worktree", "list", "--porcelain").split("\n\n")
+    assert [entry.splitlines()[-1] for entry in listing
+            if entry.startswith(f"worktree {left}\n")] == ["detached"]
     worktrees.add(root, "one", "main", branch="gas/one")  # the bead again: its branch is free
+
+
+def test_retiring_a_worktree_whose_branch_is_packed(root: Path) -> None:
+    """HEAD names a branch git packed: git detaches it (no loose file to read it from)."""
+    tree = worktrees.add(root, "one", "main", branch="gas/one")
+    (tree / "work.txt").write_text("work\n")
+    worktrees.commit_all(tree, "one")
+    git(root, "pack-refs", "--all")
+    worktrees.retire(root, tree)
+    [entry] = pooled(root)
+    assert git(entry, "rev-parse", "HEAD") == git(root, "rev-parse", "gas/one")
+    git(root, "branch", "-D", "gas/one")  # no worktree holds it
 
 
 def test_a_pooled_worktree_without_the_clean_mark_is_scrubbed_when_claimed(root: Path) -> None:
@@ -207,7 +223,7 @@ def test_a_pooled_worktree_without_the_clean_mark_is_scrubbed_when_claimed(root:
 def test_retiring_a_worktree_the_agent_moved_to_another_branch(root: Path) -> None:
     tree = worktrees.add(root, "one", "main", branch="gas/one")
     git(tree, "checkout", "-q", "-b", "side")
-    worktrees.retire(root, tree, "gas/one")
+    worktrees.retire(root, tree)
     git(root, "branch", "-D", "side")  # the pooled worktree was detached: nothing holds it
     worktrees.delete_branches(root, ["gas/one"])
     assert gitmod.rev("refs/heads/gas/one", cwd=root) is None

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -60,25 +59,13 @@ def run(args: argparse.Namespace) -> int:
     runset = plan_run(loaded.plan, ledger.load(), only=only, force=args.force)  # checks --only
     if args.dry_run:
         return _dry_run(loaded, runset, ledger.load(), as_json=args.json)
-    if runset.order:
-        _preload()
     build = os.urandom(16).hex()
     with build_lock(worktrees.state_dir(loaded.root) / "build.lock", build) as previous:
         # We hold the lock, so the previous build is gone; what it started may not be.
-        if stopped := spawn.sweep_build(str(previous.get("build") or "")):
+        if stopped := spawn.sweep_build(previous):
             console.say("Mayor", f"Stopped {stopped} process(es) a killed build left running")
         spawn.tag_build(build)
         return _build(loaded, ledger, console, only, args, started)
-
-
-def _preload() -> None:
-    """Import doit (and the executor) on a thread while the main one waits for the git calls
-    that open the build: some 20 ms of start-up, off the path to the first agent."""
-    def load() -> None:
-        import gastown.executor
-        import gastown.graph.priority  # noqa: F401
-
-    threading.Thread(target=load, name="preload", daemon=True).start()
 
 
 def _console(args: argparse.Namespace) -> Console:
