@@ -6,7 +6,8 @@ import itertools
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,50 @@ class Slots:
         return heir if self.priority.get(heir, 0.0) > best_waiting else None
 
 
+class Stagger:
+    """Beads starting together get their worktrees one after another: a wave of them doing it
+    at once shares two cores and the GIL, so every one starts late, and they then end
+    together and pile up at the refinery. One at a time, the first starts at once and each
+    next one a few milliseconds later. Turns begin in the order asked for, each once the one
+    before has ended or has run `limit` seconds (a fresh checkout of a big repository takes
+    longer: those then overlap, `limit` apart)."""
+
+    def __init__(self, limit: float = 0.05) -> None:
+        self.limit = limit
+        self._cond = threading.Condition()
+        self._asked = 0  # turns asked for
+        self._begun = 0  # turns begun (the next to begin is number _begun)
+        self._open = False  # the last turn begun has not ended
+        self._since = 0.0  # when it began
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        with self._cond:
+            mine = self._asked
+            self._asked += 1
+            self._cond.notify_all()  # lets observers see the queue grow
+            while (wait := self._wait(mine)) != 0.0:
+                self._cond.wait(wait)
+            self._begun += 1
+            self._open, self._since = True, time.monotonic()
+            self._cond.notify_all()  # the next turn's clock starts now
+        try:
+            yield
+        finally:
+            with self._cond:
+                if self._begun == mine + 1:  # no later turn has begun
+                    self._open = False
+                self._cond.notify_all()
+
+    def _wait(self, mine: int) -> float | None:
+        """0.0 when turn `mine` may begin, else how long to wait (None: until notified)."""
+        if self._begun != mine:
+            return None
+        if not self._open:
+            return 0.0
+        return max(0.0, self._since + self.limit - time.monotonic())
+
+
 @dataclass
 class Floor:
     root: Path
@@ -130,6 +175,7 @@ class Floor:
     costs: CostBook = field(default_factory=CostBook)
     stopping: threading.Event = field(default_factory=threading.Event)  # kill running beads
     draining: threading.Event = field(default_factory=threading.Event)  # start no more beads
+    stagger: Stagger = field(default_factory=Stagger)
 
     def wait_out_rate_limit(self, bead: Bead, actor: str, reason: str | None, waited: int,
                             started: float, timeout: float | None) -> bool:

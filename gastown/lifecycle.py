@@ -62,10 +62,11 @@ UNFINISHED = frozenset({State.RUNNING.value, State.REVIEW.value, State.REJECTED.
 
 def _lifecycle(floor: Floor, bead: Bead, actor: str) -> tuple[bool, str | None]:
     """The polecat and witness steps, with retries: (True, None) once approved."""
-    base = floor.refinery.base()
     branch = worktrees.branch_name(bead.id)
     before = (floor.ledger.get(bead.id) or {}).get("state")
-    tree = worktrees.add(floor.root, bead.id, base, branch=branch)
+    with floor.stagger.turn():
+        base = floor.refinery.base()
+        tree = worktrees.add(floor.root, bead.id, base, branch=branch)
     floor.console.say(actor, f"START {bead.id} \"{bead.title}\" from {base[:10]}")
     if before in UNFINISHED:
         floor.record(bead, State.RUNNING, f"restarted cleanly from {base[:12]}: the last build "

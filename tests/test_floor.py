@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 
-from gastown.floor import Slots
+from gastown.floor import Slots, Stagger
 
 
 def test_free_slot_goes_to_the_highest_priority_waiter() -> None:
@@ -97,3 +97,59 @@ def test_a_forfeited_hold_frees_the_slot() -> None:
     assert slots.free == []
     slots.forfeit("b")  # draining: b returns before taking a slot
     assert slots.take("other") == 1
+
+
+# -- the start stagger ------------------------------------------------------------------------
+
+def _take_turn(stagger: Stagger, name: str, log: list[str], leave: threading.Event,
+               inside: threading.Event) -> threading.Thread:
+    def run() -> None:
+        with stagger.turn():
+            log.append(f"{name} in")
+            inside.set()
+            leave.wait(timeout=10)
+            log.append(f"{name} out")
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def _asked(stagger: Stagger, turns: int) -> None:
+    with stagger._cond:
+        assert stagger._cond.wait_for(lambda: stagger._asked == turns, timeout=10)
+
+
+def test_turns_begin_one_after_another_in_order() -> None:
+    stagger = Stagger(limit=60)
+    log: list[str] = []
+    leave = {name: threading.Event() for name in "abc"}
+    inside = {name: threading.Event() for name in "abc"}
+    first = _take_turn(stagger, "a", log, leave["a"], inside["a"])
+    assert inside["a"].wait(timeout=10)
+    second = _take_turn(stagger, "b", log, leave["b"], inside["b"])
+    _asked(stagger, 2)
+    third = _take_turn(stagger, "c", log, leave["c"], inside["c"])
+    _asked(stagger, 3)
+    for name in "abc":
+        leave[name].set()  # each may leave once in; the next begins only then
+    for thread in (first, second, third):
+        thread.join(timeout=10)
+    assert log == ["a in", "a out", "b in", "b out", "c in", "c out"]
+
+
+def test_a_long_turn_lets_the_next_begin_after_the_limit() -> None:
+    """A turn that outlasts the limit (a fresh checkout of a big repository) holds up the
+    next one no longer than that."""
+    stagger = Stagger(limit=0.05)
+    log: list[str] = []
+    leave = {name: threading.Event() for name in "ab"}
+    inside = {name: threading.Event() for name in "ab"}
+    first = _take_turn(stagger, "a", log, leave["a"], inside["a"])
+    assert inside["a"].wait(timeout=10)
+    second = _take_turn(stagger, "b", log, leave["b"], inside["b"])
+    assert inside["b"].wait(timeout=10), "b waited for a to end"
+    assert log == ["a in", "b in"]
+    leave["a"].set()
+    leave["b"].set()
+    first.join(timeout=10)
+    second.join(timeout=10)
