@@ -120,7 +120,7 @@ def _asked(stagger: Stagger, turns: int) -> None:
 
 
 def test_turns_begin_one_after_another_in_order() -> None:
-    stagger = Stagger(limit=60)
+    stagger = Stagger(width=1, limit=60)
     log: list[str] = []
     leave = {name: threading.Event() for name in "abc"}
     inside = {name: threading.Event() for name in "abc"}
@@ -140,7 +140,7 @@ def test_turns_begin_one_after_another_in_order() -> None:
 def test_a_long_turn_lets_the_next_begin_after_the_limit() -> None:
     """A turn that outlasts the limit (a fresh checkout of a big repository) holds up the
     next one no longer than that."""
-    stagger = Stagger(limit=0.05)
+    stagger = Stagger(width=1, limit=0.05)
     log: list[str] = []
     leave = {name: threading.Event() for name in "ab"}
     inside = {name: threading.Event() for name in "ab"}
@@ -153,3 +153,24 @@ def test_a_long_turn_lets_the_next_begin_after_the_limit() -> None:
     leave["b"].set()
     first.join(timeout=10)
     second.join(timeout=10)
+
+
+def test_as_many_turns_at_once_as_the_width() -> None:
+    stagger = Stagger(width=2, limit=60)
+    log: list[str] = []
+    leave = {name: threading.Event() for name in "abc"}
+    inside = {name: threading.Event() for name in "abc"}
+    first = _take_turn(stagger, "a", log, leave["a"], inside["a"])
+    assert inside["a"].wait(timeout=10)
+    second = _take_turn(stagger, "b", log, leave["b"], inside["b"])
+    assert inside["b"].wait(timeout=10), "b waited although a alone was under way"
+    third = _take_turn(stagger, "c", log, leave["c"], inside["c"])
+    _asked(stagger, 3)
+    leave["b"].set()
+    second.join(timeout=10)
+    assert inside["c"].wait(timeout=10)
+    assert log == ["a in", "b in", "b out", "c in"]
+    leave["a"].set()
+    leave["c"].set()
+    first.join(timeout=10)
+    third.join(timeout=10)
