@@ -1,7 +1,7 @@
 """gastown's own cost per bead: throughput with an instant agent, and the share of a run with
 real-length agents that is not agent time.
 
-    python bench/overhead.py [--instant 100] [--beads 20] [--seconds 30] [--settle 40]
+    python bench/overhead.py [--instant 100] [--beads 20] [--seconds 30] [--settle 40] [--dir D]
 
 1. `--instant` independent beads whose command runner writes one file and exits at once, cap 8,
    on a small repository: beads per second end to end (`gas build` started to exited: worktree,
@@ -125,8 +125,10 @@ def main(argv: list[str] | None = None) -> None:
     args.add_argument("--seconds", type=float, default=30.0)
     args.add_argument("--settle", type=float, default=40.0,
                       help="seconds between the warm-up build and the measured one")
+    args.add_argument("--dir", type=Path, help="where to make the repositories (default: the "
+                      "system's temporary directory; /dev/shm leaves the disk out)")
     opts = args.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="gas-overhead-"))
+    work = Path(tempfile.mkdtemp(prefix="gas-overhead-", dir=opts.dir))
     try:
         run = f"sleep {opts.seconds} && echo {{id}} > out/{{id}}.txt"
         cold = share(make_repo(work / "cold", run, opts.beads, cap=opts.beads), opts.beads,
