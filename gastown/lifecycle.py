@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gastown import costs, ledger, polecat, runners, witness, worktrees
+from gastown import costs, git, ledger, polecat, runners, witness, worktrees
 from gastown.bead import Bead, State
 from gastown.floor import Floor
 
@@ -206,13 +206,22 @@ def _refine(floor: Floor, bead: Bead, tree: Path) -> bool:
     if not result.ok:
         floor.console.say("Refinery", f"FAIL {bead.id}: {result.reason}; {into} unchanged")
         floor.record(bead, State.FAILED, result.reason, reason=result.reason, timings=timings)
-        worktrees.restore(floor.root, bead.id, branch)
+        _restore(floor, bead, branch)
         return False
     assert result.commit is not None
     floor.console.say("Refinery", f"MERGE {branch} -> {into} ({result.commit[:10]})")
     floor.record(bead, State.MERGED, f"into {into} at {result.commit[:12]}",
                  merge_commit=result.commit, into=into, reason=None, timings=timings)
     return True
+
+
+def _restore(floor: Floor, bead: Bead, branch: str) -> None:
+    """The failed merge's worktree back for the user; the bead's reason stays the merge's."""
+    try:
+        worktrees.restore(floor.root, bead.id, branch)
+    except (git.GitError, OSError) as exc:
+        floor.console.say("Refinery", f"{bead.id}: its worktree could not be made again "
+                                      f"({exc}); its work is on branch {branch}")
 
 
 def _prepare_retry(floor: Floor, bead: Bead, tree: Path, base: str) -> None:
