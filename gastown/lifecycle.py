@@ -195,8 +195,10 @@ def _since(clock: float) -> float:
 
 def _refine(floor: Floor, bead: Bead, tree: Path) -> bool:
     branch = worktrees.branch_name(bead.id)
+    # Pooled as it goes to merge (the merge needs only its branch): the wave of beads merging
+    # at the end of a build does not wait for it. A failed merge gets it back (_restore).
+    worktrees.remove(floor.root, tree, keep=floor.slots.cap)
     clock = time.monotonic()
-    worktrees.retire(floor.root, tree, keep=floor.slots.cap)
     result = floor.refinery.merge(bead, branch)
     timings = {"refinery_s": _since(clock), "ci_s": round(result.ci_seconds, 3)}
     into = floor.plan.gasfile.project.into

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from gastown.errors import LockHeld
+from gastown.spawn import started_at
 
 
 @contextmanager
@@ -40,16 +41,7 @@ def _write(fd: int, holder: dict[str, object]) -> None:
 
 def _holder(build: str) -> dict[str, object]:
     return {"pid": os.getpid(), "host": os.uname().nodename, "build": build,
-            "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "started": _start_tick()}
-
-
-def _start_tick() -> int:
-    """When this process started (clock ticks after boot, /proc/self/stat); 0 when unknown."""
-    try:
-        with open("/proc/self/stat", "rb") as stat:
-            return int(stat.read().rsplit(b")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return 0
+            "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "started": started_at(os.getpid())}
 
 
 def _read(path: Path) -> dict[str, object]:

@@ -221,6 +221,13 @@ def _stat(pid: int) -> tuple[str, int] | None:
         return None
 
 
+def started_at(pid: int) -> int:
+    """When process `pid` started (clock ticks after boot, what sweep()'s `since` compares
+    with); 0 when unknown."""
+    stat = _stat(pid)
+    return stat[1] if stat else 0
+
+
 def _await_death(pids: list[int], limit: float = 5.0) -> None:
     """SIGKILL is delivered asynchronously: wait (bounded) until the processes are gone."""
     deadline = time.monotonic() + limit

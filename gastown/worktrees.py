@@ -532,16 +532,9 @@ def _confined(path: Path) -> dict[str, str]:
     return {"GIT_CEILING_DIRECTORIES": str(path.resolve().parent)}
 
 
-def retire(root: Path, path: Path, *, keep: int | None = None) -> None:
-    """An approved bead's worktree back to the pool as it goes to merge (its work is on its
-    branch: the merge needs only that), so that the wave of beads merging at the end of a build
-    does not wait for it; see restore() for one whose merge fails."""
-    remove(root, path, keep=keep)
-
-
 def restore(root: Path, name: str, branch: str) -> Path | None:
     """The worktree of a bead whose merge failed, back at its branch for the user to look at
-    (retire() pooled it as the bead went to merge); None when the branch is gone."""
+    (it was pooled as the bead went to merge); None when the branch is gone."""
     tip = git.rev(f"refs/heads/{branch}", cwd=root)
     return add(root, name, tip, branch=branch) if tip else None
 
@@ -662,8 +655,7 @@ def commit_all(worktree: Path, message: str, base: str | None = None) -> tuple[i
     on_base = base is None or git.rev("HEAD", cwd=worktree) == base
     git.run("add", "-A", cwd=worktree, env=env)
     done = git.run(*git.NO_AUTO_GC, *NO_REFLOG, "commit", "--no-verify", "-m", message,
-                   cwd=worktree,
-                   env={**env, **identity_env(_top(worktree))}, check=False)
+                   cwd=worktree, env={**env, **identity_env(_top(worktree))}, check=False)
     if done.returncode != 0:
         if git.run("diff", "--cached", "--quiet", cwd=worktree, env=env,
                    check=False).returncode != 0:

@@ -177,8 +177,8 @@ def test_a_retired_worktree_is_scrubbed_once_and_claimed_by_one_checkout(
     other = worktrees.add(root, "other", "main", branch="gas/other")
     inodes = {tree.stat().st_ino, other.stat().st_ino}
     calls = git_calls(tmp_path, monkeypatch)
-    worktrees.retire(root, tree)
-    worktrees.retire(root, other)
+    worktrees.remove(root, tree)
+    worktrees.remove(root, other)
     worktrees.delete_branches(root, ["gas/one", "gas/other"])
     again = worktrees.add(root, "two", "main", branch="gas/two")
     assert [git_command(line) for line in calls.read_text().splitlines()] == \
@@ -201,7 +201,7 @@ def test_retiring_a_worktree_whose_branch_is_packed(root: Path) -> None:
     (tree / "work.txt").write_text("work\n")
     worktrees.commit_all(tree, "one")
     git(root, "pack-refs", "--all")
-    worktrees.retire(root, tree)
+    worktrees.remove(root, tree)
     [entry] = pooled(root)
     assert git(entry, "rev-parse", "HEAD") == git(root, "rev-parse", "gas/one")
     git(root, "branch", "-D", "gas/one")  # no worktree holds it
@@ -223,7 +223,7 @@ def test_a_pooled_worktree_without_the_clean_mark_is_scrubbed_when_claimed(root:
 def test_retiring_a_worktree_the_agent_moved_to_another_branch(root: Path) -> None:
     tree = worktrees.add(root, "one", "main", branch="gas/one")
     git(tree, "checkout", "-q", "-b", "side")
-    worktrees.retire(root, tree)
+    worktrees.remove(root, tree)
     git(root, "branch", "-D", "side")  # the pooled worktree was detached: nothing holds it
     worktrees.delete_branches(root, ["gas/one"])
     assert gitmod.rev("refs/heads/gas/one", cwd=root) is None
