@@ -95,10 +95,12 @@ def throughput(work: Path, beads: int) -> float:
 
 def warm_up(work: Path, beads: int, seconds: float) -> Path:
     """A repository gastown has built in before (its worktree pool filled by a first wave of
-    beads), as a factory runs, with the Gasfile of the measured build in place."""
+    beads), as a factory runs, with the Gasfile of the measured build in place. The first
+    wave's agents work 2 s, so that all of them run at once and each leaves its worktree in
+    the pool (instant ones would reuse a few)."""
     run = f"sleep {seconds} && echo {{id}} > out/{{id}}.txt"
     repo = make_repo(work / "warm", run, beads, cap=beads)
-    gasfile(repo, "echo {id} > out/{id}.txt", beads, cap=beads, first=500)
+    gasfile(repo, "sleep 2 && echo {id} > out/{id}.txt", beads, cap=beads, first=500)
     build(repo)
     gasfile(repo, run, beads, cap=beads)
     return repo

@@ -1,5 +1,5 @@
 from __future__ import annotations
 
-from gastown.main import main
+from gastown.main import entry
 
-raise SystemExit(main())
+entry()

@@ -10,7 +10,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 GRACE_SECONDS = 3.0
@@ -185,29 +185,85 @@ def sweep(marker: str, variable: str = MARKER, since: int = 0) -> int:
     among those started at or after `since` (clock ticks after boot, /proc/<pid>/stat's
     starttime: a process is never older than the one that started it, so the others' much
     larger environments need not be read); returns how many there were."""
-    needle = f"{variable}={marker}".encode()
-    killed: set[int] = set()
+    return _sweeper.sweep(_Sweep(f"{variable}={marker}".encode(), since))
+
+
+@dataclass(eq=False)
+class _Sweep:
+    needle: bytes
+    since: int
+    killed: set[int] = field(default_factory=set)
+    done: bool = False
+
+
+class _Sweeper:
+    """Sweeps asked for while one reads /proc wait, then share the next reading: a wave of
+    beads ending together reads every process's stat once or twice, not once per bead (each
+    reading is a few milliseconds of the GIL, and the wave's merges wait on it)."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.asked: list[_Sweep] = []
+        self.busy = False
+
+    def sweep(self, request: _Sweep) -> int:
+        with self.cond:
+            self.asked.append(request)
+            while self.busy and not request.done:
+                self.cond.wait()
+            if request.done:  # another thread's reading served it
+                return len(request.killed)
+            self.busy, batch, self.asked = True, self.asked, []
+        try:
+            _sweep_all(batch)
+        finally:
+            with self.cond:
+                self.busy = False
+                for served in batch:
+                    served.done = True
+                self.cond.notify_all()
+        return len(request.killed)
+
+
+_sweeper = _Sweeper()
+
+
+def _sweep_all(requests: list[_Sweep]) -> None:
     for _ in range(3):  # a dying shell may fork once more
-        pids = [pid for pid in _pids() if pid not in killed and _candidate(pid, since)
-                and needle in _environ(pid).split(b"\0")]
+        found = _matching(requests)
+        pids = sorted({pid for hits in found.values() for pid in hits})
         for pid in pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
-        killed.update(pids)
+        for request, hits in found.items():
+            request.killed.update(hits)
         _await_death(pids)
-        if not pids:
+        requests = [request for request in requests if request in found]
+        if not requests:
             break
-    return len(killed)
 
 
-def _candidate(pid: int, since: int) -> bool:
-    stat = _stat(pid)
-    return stat is not None and stat[0] not in ("Z", "X") and stat[1] >= since
+def _matching(requests: list[_Sweep]) -> dict[_Sweep, list[int]]:
+    """request -> the live processes it has not killed yet that carry its needle."""
+    oldest = min(request.since for request in requests)
+    found: dict[_Sweep, list[int]] = {}
+    for pid in _pids():
+        stat = _stat(pid)
+        if stat is None or stat[0] in ("Z", "X") or stat[1] < oldest:
+            continue
+        entries: list[bytes] | None = None
+        for request in requests:
+            if stat[1] >= request.since and pid not in request.killed:
+                entries = _environ(pid).split(b"\0") if entries is None else entries
+                if request.needle in entries:
+                    found.setdefault(request, []).append(pid)
+    return found
 
 
 def _running(pid: int) -> bool:
     """Alive and not a zombie (a zombie's environment is still readable)."""
-    return _candidate(pid, 0)
+    stat = _stat(pid)
+    return stat is not None and stat[0] not in ("Z", "X")
 
 
 def _stat(pid: int) -> tuple[str, int] | None:

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -82,3 +85,37 @@ def test_secrets_never_reach_the_log_or_the_tail(tmp_path: Path) -> None:
     assert "sk-ant-very-secret-123" not in log + result.tail
     assert "tok_abcdefgh" not in log + result.tail
     assert "key=[redacted] tok=[redacted] n=1" in result.tail
+
+
+def test_sweeps_asked_together_share_one_reading_and_kill_only_their_own() -> None:
+    """Sweeps asked for while another reads /proc wait and are served by one reading: each
+    still kills its own marked processes, counts them, and leaves another marker's alone."""
+    sleeper = [sys.executable, "-c", "import time\nwhile True: time.sleep(1)"]
+    markers = [f"share-{n}-{os.getpid()}" for n in range(4)]
+    procs = {m: subprocess.Popen(sleeper, env={**os.environ, spawn.MARKER: m},
+                                 start_new_session=True) for m in markers}
+    other = subprocess.Popen(sleeper, env={**os.environ, spawn.MARKER: f"other-{os.getpid()}"},
+                             start_new_session=True)
+    sweeper, counts = spawn._sweeper, {}
+    try:
+        with sweeper.cond:
+            sweeper.busy = True  # as if a reading were under way: every sweep below queues
+        threads = [threading.Thread(target=lambda m=m: counts.update({m: spawn.sweep(m)}))
+                   for m in markers]
+        for thread in threads:
+            thread.start()
+        with sweeper.cond:
+            sweeper.cond.wait_for(lambda: len(sweeper.asked) == len(markers), timeout=30)
+            assert len(sweeper.asked) == len(markers)
+            sweeper.busy = False  # the reading ends: one waiting thread reads for them all
+            sweeper.cond.notify_all()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert counts == {m: 1 for m in markers}
+        for proc in procs.values():
+            assert proc.wait(timeout=10) == -signal.SIGKILL
+        assert other.poll() is None
+    finally:
+        for proc in [*procs.values(), other]:
+            proc.kill()
+            proc.wait()
