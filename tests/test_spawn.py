@@ -119,3 +119,16 @@ def test_sweeps_asked_together_share_one_reading_and_kill_only_their_own() -> No
         for proc in [*procs.values(), other]:
             proc.kill()
             proc.wait()
+
+
+def test_exited_tells_a_running_process_from_an_ended_one_and_reaps_it() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "import time\nwhile True: time.sleep(1)"])
+    try:
+        assert spawn._exited(proc, 0.01) is False
+        assert proc.returncode is None
+        proc.kill()
+        assert spawn._exited(proc, 60) is True  # told when it ends, not after the 60 s
+        assert proc.returncode == -signal.SIGKILL
+    finally:
+        proc.kill()
+        proc.wait()
