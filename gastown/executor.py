@@ -15,24 +15,41 @@ def _no_entry_points(**_: Any) -> tuple[()]:
     return ()
 
 
+class _Unused:
+    """In a stand-in, what gastown's embedding of doit never calls."""
+
+    def __init__(self, *_: Any, **__: Any) -> None:
+        raise RuntimeError("gastown runs doit's tasks on threads, with no debugger")
+
+
+# Modules doit imports for what gastown turns off: plugins (below), its process runner
+# (par_type is "thread") and its post-mortem debugger (no --pdb). Real, they cost every build
+# 40-65 ms (importlib.metadata), 5-8 ms (multiprocessing, with socket and more) and 3 ms (pdb)
+# on the 2-core machine of README's Performance section.
+_STAND_INS: dict[str, dict[str, Any]] = {
+    "importlib.metadata": {"entry_points": _no_entry_points},
+    "multiprocessing": {"Process": _Unused, "Queue": _Unused},
+    "pdb": {"Pdb": _Unused},
+}
+
+
 @contextmanager
-def _without_importlib_metadata() -> Iterator[None]:
-    """While doit loads, `importlib.metadata` is a stand-in: doit imports it only to look up
-    plugins, which gastown turns off below, and the real import costs every build 40-65 ms
-    on the 2-core machine of README's Performance section."""
-    if "importlib.metadata" in sys.modules:
-        yield  # already paid for
-        return
-    stand_in = types.ModuleType("importlib.metadata", "gastown: no plugins for doit")
-    stand_in.entry_points = _no_entry_points  # type: ignore[attr-defined]
-    sys.modules["importlib.metadata"] = stand_in
+def _stand_ins() -> Iterator[None]:
+    """While doit loads, each of _STAND_INS not imported yet is a stand-in; then anyone
+    importing one gets the real module."""
+    added = [name for name in _STAND_INS if name not in sys.modules]
+    for name in added:
+        stand_in = types.ModuleType(name, "gastown: a stand-in while doit loads")
+        vars(stand_in).update(_STAND_INS[name])
+        sys.modules[name] = stand_in
     try:
         yield
     finally:
-        del sys.modules["importlib.metadata"]  # anyone else importing it gets the real one
+        for name in added:
+            del sys.modules[name]
 
 
-with _without_importlib_metadata():
+with _stand_ins():
     import doit.plugin
     from doit.cmd_base import TaskLoader2
     from doit.doit_cmd import DoitMain

@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import hashlib
+import locale
 import os
 import re
 import subprocess
+import threading
 import zlib
-from collections.abc import Mapping, Sequence
-from functools import cache
+from collections.abc import Callable, Mapping, Sequence
+from functools import cache, lru_cache
 from pathlib import Path
+from typing import Any, Generic, NamedTuple, TypeVar
 
 # Inherited GIT_* variables (from a hook, say) would point our git calls at another repo.
 _ALLOWED_GIT_ENV = frozenset(
@@ -107,15 +110,18 @@ def read_ref(ref: str, cwd: str | Path) -> str | None:
     """HEAD or a branch (`refs/heads/...`) read from its loose ref file, as git reads it, with
     no process; None when git must be asked: another kind of ref, a packed or missing one, a
     reftable repository, a directory that is not a worktree's top."""
-    found = dirs(Path(cwd))
-    if found is None or not _plain_ref(ref):
-        return None
-    gitdir, common = found
-    if (common / "reftable").exists():
+    found = _plain_ref(ref) and _dirs(os.fspath(cwd))
+    return ref_in(ref, *found) if found else None
+
+
+def ref_in(ref: str, gitdir: str, common: str) -> str | None:
+    """read_ref() in the worktree whose git dir and common git dir are these."""
+    if not _plain_ref(ref) or os.path.exists(os.path.join(common, "reftable")):
         return None
     for _ in range(2):  # HEAD, then the branch it names
         try:
-            text = ((gitdir if ref == "HEAD" else common) / ref).read_text("ascii").strip()
+            text = read_text(os.path.join(gitdir if ref == "HEAD" else common, ref),
+                             "ascii").strip()
         except (OSError, UnicodeDecodeError):
             return None
         if ref != "HEAD" or not text.startswith("ref: "):
@@ -123,9 +129,10 @@ def read_ref(ref: str, cwd: str | Path) -> str | None:
         ref = text.removeprefix("ref: ")
         if not _plain_ref(ref):
             return None
-    return text if len(text) in (40, 64) and all(c in _HEX for c in text) else None
+    return text if len(text) in (40, 64) and _HEX.issuperset(text) else None
 
 
+@lru_cache(maxsize=4096)
 def _plain_ref(ref: str) -> bool:
     """A name whose file path is the name itself (nothing `..`, doubled or special in it)."""
     return bool(_LOOSE_REF.fullmatch(ref)) and not any(
@@ -135,58 +142,242 @@ def _plain_ref(ref: str) -> bool:
 def dirs(cwd: Path) -> tuple[Path, Path] | None:
     """(git dir, common git dir) of the worktree whose top is `cwd`, read from its `.git`
     (no process); None when `cwd` has no `.git`."""
-    dotgit = cwd / ".git"
+    found = _dirs(os.fspath(cwd))
+    return (Path(found[0]), Path(found[1])) if found else None
+
+
+def _dirs(cwd: str) -> tuple[str, str] | None:
+    dotgit = os.path.join(cwd, ".git")
+    if os.path.isdir(dotgit):
+        return dotgit, dotgit
     try:
-        if dotgit.is_dir():
-            return dotgit, dotgit
-        text = dotgit.read_text().strip()
+        text = read_text(dotgit).strip()
     except (OSError, UnicodeDecodeError):
         return None
     if not text.startswith("gitdir: "):
         return None
-    gitdir = cwd / text.removeprefix("gitdir: ")
+    gitdir = os.path.join(cwd, text.removeprefix("gitdir: "))
+    common = common_of(gitdir)
+    return (gitdir, common) if common is not None else None
+
+
+def common_of(gitdir: str) -> str | None:
+    """The common git dir of the git dir `gitdir` (its `commondir` file says where, if it
+    has one); None when that cannot be read."""
     try:
-        return gitdir, gitdir / (gitdir / "commondir").read_text().strip()
+        return os.path.join(gitdir, read_text(os.path.join(gitdir, "commondir")).strip())
     except FileNotFoundError:
-        return gitdir, gitdir
+        return gitdir
     except (OSError, UnicodeDecodeError):
         return None
 
 
+def read_text(path: str | Path, encoding: str | None = None) -> str:
+    """What `Path(path).read_text(encoding)` returns, with os calls and no file objects: for
+    the small files git keeps (refs, `.git` links, a worktree's admin files)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = [os.read(fd, 4096)]
+        while chunks[-1]:
+            chunks.append(os.read(fd, 65536))
+    finally:
+        os.close(fd)
+    text = b"".join(chunks).decode(encoding or locale.getpreferredencoding(False))
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+
+
 def object_id(kind: str, body: bytes, hex_size: int = 40) -> str:
     """The id git gives an object (sha1, or sha256 in a repository of 64-hex ids)."""
-    digest = hashlib.sha1 if hex_size == 40 else hashlib.sha256
-    return digest(_header(kind, body) + body).hexdigest()
+    return _digest(hex_size)(_header(kind, body) + body).hexdigest()
+
+
+def _digest(hex_size: int) -> Callable[[bytes], Any]:
+    return hashlib.sha1 if hex_size == 40 else hashlib.sha256
 
 
 def _header(kind: str, body: bytes) -> bytes:
     return b"%s %d\0" % (kind.encode(), len(body))
 
 
-def store(objects: Sequence[tuple[str, bytes]], *, into: Path, hex_size: int = 40) -> list[str]:
+def store(objects: Sequence[tuple[str, bytes]], *, into: str | Path,
+          hex_size: int = 40) -> list[str]:
     """Write (kind, body) objects as loose objects into the objects directory `into` the way
     git does (header and body deflated, written beside the final name, made read-only and
     renamed into place; one that exists already is kept), without a git process. Their ids."""
     ids = []
     for kind, body in objects:
-        oid = object_id(kind, body, hex_size)
+        data = _header(kind, body) + body
+        oid = _digest(hex_size)(data).hexdigest()
         ids.append(oid)
-        final = into / oid[:2] / oid[2:]
-        if final.exists():
-            continue
-        final.parent.mkdir(exist_ok=True)
-        temp = final.parent / f"tmp_obj_gas_{os.urandom(6).hex()}"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-        with os.fdopen(fd, "wb") as out:
-            out.write(zlib.compress(_header(kind, body) + body, 1))
-        os.replace(temp, final)
+        _store_one(os.path.join(into, oid[:2]), oid[2:], data)
     return ids
 
 
+def _store_one(fanout: str, name: str, data: bytes) -> None:
+    final = os.path.join(fanout, name)
+    if os.path.exists(final):
+        return
+    temp = os.path.join(fanout, f"tmp_obj_gas_{os.urandom(6).hex()}")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    try:
+        fd = os.open(temp, flags, 0o444)
+    except (FileNotFoundError, NotADirectoryError):
+        _mkdir(fanout)  # only when missing: it mostly is there, and a mkdir is saved
+        fd = os.open(temp, flags, 0o444)
+    try:
+        write_all(fd, zlib.compress(data, 1))
+    finally:
+        os.close(fd)
+    os.replace(temp, final)
+
+
+def _mkdir(path: str) -> None:
+    """What `Path(path).mkdir(exist_ok=True)` does."""
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """All of `data` written to the file `fd`."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+T = TypeVar("T")
+
+
+class Soon(Generic[T]):
+    """`fn(*args)` called in a thread of its own from now on, so that what the caller does
+    meanwhile overlaps it (a thread waiting for a git process leaves the interpreter to the
+    others); get() waits for its result, or raises what it raised."""
+
+    def __init__(self, fn: Callable[..., T], *args: Any) -> None:
+        self._outcome: tuple[bool, Any] = (False, RuntimeError("not run"))
+        self._thread = threading.Thread(target=self._call, args=(fn, args), daemon=True,
+                                        name=f"soon-{getattr(fn, '__name__', 'call')}")
+        self._thread.start()
+
+    def _call(self, fn: Callable[..., T], args: tuple[Any, ...]) -> None:
+        try:
+            self._outcome = (True, fn(*args))
+        except BaseException as exc:  # raised again by get(), in the caller's thread
+            self._outcome = (False, exc)
+
+    def get(self) -> T:
+        self._thread.join()
+        done, value = self._outcome
+        if not done:
+            raise value
+        return value  # type: ignore[no-any-return]
+
+
+# What a build reads of the repository's configuration, in one process: the committer
+# identity (worktrees.identity_env) and what decides `gc --auto` (maintain()).
+SETTINGS = r"^(user\.(name|email)|gc\.(auto|autopacklimit))$"
+
+
+class Settings(NamedTuple):
+    returncode: int  # of `git config`: 1 when none is set
+    entries: tuple[tuple[str, str | None], ...]  # (key, value) in git's order; None: no value
+
+
+_settings: dict[str, Soon[Settings]] = {}  # by the repository's real path
+_settings_lock = threading.Lock()
+
+
+def read_settings(cwd: str | Path) -> None:
+    """Have git read the SETTINGS of the repository at `cwd` now, in the background:
+    settings() takes this reading."""
+    key = os.path.realpath(cwd)
+    with _settings_lock:
+        _settings[key] = Soon(_read_settings, key)
+
+
+def settings(cwd: str | Path) -> Settings:
+    """The SETTINGS the last read_settings() of `cwd` read (read now if none did)."""
+    key = os.path.realpath(cwd)
+    with _settings_lock:
+        if key not in _settings:
+            _settings[key] = Soon(_read_settings, key)
+        soon = _settings[key]
+    return soon.get()
+
+
+def _read_settings(cwd: str) -> Settings:
+    proc = run("config", "-z", "--get-regexp", SETTINGS, cwd=cwd, check=False)
+    entries = []
+    for item in proc.stdout.split("\0")[:-1]:  # key, newline, value, NUL (key, NUL: no value)
+        key, newline, value = item.partition("\n")
+        entries.append((key, value if newline else None))
+    return Settings(proc.returncode, tuple(entries))
+
+
 def maintain(cwd: str | Path) -> None:
-    """What git would have done after the commits made with NO_AUTO_GC: `gc --auto` (usually
-    nothing), in the foreground so that it has ended when gastown exits."""
-    run("-c", "gc.autoDetach=false", "gc", "--auto", "--quiet", cwd=cwd, check=False)
+    """What git would have done after the commits made with NO_AUTO_GC: `gc --auto`, in the
+    foreground so that it has ended when gastown exits; not even started when it would
+    certainly find nothing to do (as it mostly does)."""
+    if _gc_may_work(Path(cwd)):
+        run("-c", "gc.autoDetach=false", "gc", "--auto", "--quiet", cwd=cwd, check=False)
+
+
+def _gc_may_work(cwd: Path) -> bool:
+    """False only when git's own test (need_to_gc in builtin/gc.c) certainly finds nothing:
+    gc.auto is 0 or less, or there are at most gc.autoPackLimit packs (those with a .keep
+    aside; a limit of 0 or less counts none) and at most gc.auto/256, rounded up, loose
+    objects in objects/17. Counted generously; any doubt leaves the decision to git."""
+    found, read = dirs(cwd), settings(cwd)
+    values = dict(read.entries)  # the last value of a key is the one git takes
+    auto = _config_int(values.get("gc.auto", "6700"))
+    limit = _config_int(values.get("gc.autopacklimit", "50"))
+    if found is None or read.returncode not in (0, 1) or auto is None or limit is None:
+        return True
+    if auto <= 0:
+        return False
+    objects = found[1] / "objects"
+    packs, loose = _listing(objects / "pack"), _listing(objects / "17")
+    if packs is None or loose is None:
+        return True
+    return (limit > 0 and _packs(packs) > limit) or _loose(loose) > -(-auto // 256)
+
+
+_CONFIG_INT = re.compile(r"([+-]?(?:0|[1-9][0-9]*))([kKmMgG]?)")
+_UNIT = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def _config_int(text: str | None) -> int | None:
+    """An int-valued setting as git reads it (decimal, k/m/g for 1024 and its powers, within
+    an int's range); None for any other way of writing one (git is asked then)."""
+    found = _CONFIG_INT.fullmatch(text) if text is not None else None
+    if found is None:
+        return None
+    value = int(found[1]) * _UNIT[found[2].lower()]
+    return value if -2**31 < value < 2**31 else None
+
+
+def _listing(path: Path) -> list[str] | None:
+    """The names in the directory `path` ([] when there is none); None when unreadable."""
+    try:
+        return os.listdir(path)
+    except FileNotFoundError:
+        return []
+    except OSError:
+        return None
+
+
+def _packs(names: list[str]) -> int:
+    """The packs git counts against gc.autoPackLimit, or more: every name with a .pack or
+    .idx file but those with a .keep file."""
+    packs = {name.rpartition(".")[0] for name in names if name.endswith((".pack", ".idx"))}
+    return len(packs - {name[:-len(".keep")] for name in names if name.endswith(".keep")})
+
+
+def _loose(names: list[str]) -> int:
+    """The loose objects git counts in one fan-out directory, or more (sha1's and sha256's)."""
+    return sum(1 for name in names if len(name) in (38, 62) and _HEX.issuperset(name))
 
 
 def version() -> tuple[int, ...]:

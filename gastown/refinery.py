@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import string
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, partial
 from pathlib import Path
 
-from gastown import git, spawn, worktrees
+from gastown import git, objects, spawn, worktrees
 from gastown.bead import Bead
 
 TRAILER = "Gas-Bead"
@@ -77,7 +76,8 @@ class Refinery:
         # The commit the refinery worktree is known to be exactly at (checked out, nothing
         # else in it): a cherry-pick that succeeded leaves it so, and then needs no reset.
         self.clean_at: str | None = None
-        self.commits: _Commits | None = None  # made on the first merge
+        self.commits: objects.Committer | None = None  # made on the first merge
+        self.lineage: dict[str, tuple[str, str]] = {}  # a merge made here -> (its tip, tree)
 
     def tip(self) -> str:
         tip = git.rev(f"refs/heads/{self.into}", cwd=self.root)
@@ -216,6 +216,8 @@ class Refinery:
         `git merge-tree` in the object store, with no checkout and no index (a third of the
         cost of `git merge` in a worktree; merge hooks do not run)."""
         head = heads[ticket.branch]
+        if (tree := self._trivially(tip, head)) is not None:
+            return self._commit(tree, tip, head, ticket), None
         proc = git.run("merge-tree", "--write-tree", "--name-only", "--no-messages", tip,
                        head, cwd=self.root, check=False)
         lines = proc.stdout.splitlines()
@@ -225,12 +227,60 @@ class Refinery:
         if proc.returncode == 1:
             names = [name for name in lines[1:] if name][:5]
             return None, f"merge conflict with {self.into} in {', '.join(names)}"
+        return self._commit(lines[0], tip, head, ticket), None
+
+    def _commit(self, tree: str, tip: str, head: str, ticket: _Ticket) -> str:
+        """The bead's merge (or squash) commit on `tip`, remembered as made on it."""
         merge = self.strategy == "merge"
         parents = [tip, head] if merge else [tip]
-        message = merge_message(ticket.bead, "Merge " if merge else "")
         if self.commits is None:
-            self.commits = _Commits(self.root, self.env)
-        return self.commits.make(lines[0], parents, message), None
+            self.commits = objects.Committer(self.root, self.env,
+                                             worktrees.common_dir(self.root))
+        parents = [p if _is_oid(p, len(tree)) else git.rev(p, cwd=self.root) or p
+                   for p in parents]
+        commit = self.commits.make(tree, parents, merge_message(ticket.bead, "Merge " if merge
+                                                                 else ""))
+        self.lineage[commit] = (tip, tree)
+        return commit
+
+    def _trivially(self, tip: str, head: str) -> str | None:
+        """The merged tree without a git process when the bead (committed by gastown.objects
+        on a base this refinery's merges lead from to `tip`) and what merged since its base
+        changed different files (objects.disjoint); None to ask `git merge-tree`."""
+        made = objects.made(head)
+        if made is None or not self._descends(tip, made[0]):
+            return None
+        base, ours = made
+        theirs = objects.differ(self.root).diff(base, tip) if tip != base else objects.NONE
+        if theirs is None or not objects.disjoint(ours.changes, theirs.changes):
+            return None
+        root = self._tree(tip)
+        if root is None:
+            return None
+        return objects.apply(self._read_tree, bytes.fromhex(root), ours.changes,
+                             worktrees.common_dir(self.root) / "objects", len(tip))
+
+    def _descends(self, tip: str, base: str) -> bool:
+        """`tip` is `base`, or reached from it by merge commits this refinery made."""
+        for _ in range(len(self.lineage) + 1):
+            if tip == base:
+                return True
+            if tip not in self.lineage:
+                return False
+            tip = self.lineage[tip][0]
+        return False
+
+    def _tree(self, commit: str) -> str | None:
+        if commit in self.lineage:
+            return self.lineage[commit][1]
+        found = objects.reader(self.root).read(commit)
+        if found is None or found[0] != "commit" or not found[1].startswith(b"tree "):
+            return None
+        return found[1][5:5 + len(commit)].decode()
+
+    def _read_tree(self, oid: bytes) -> objects.Tree | None:
+        found = objects.reader(self.root).read(oid.hex())
+        return objects.parse_tree(found[1], len(oid)) if found and found[0] == "tree" else None
 
     def _in_worktree(self, base: str) -> Callable[[str, _Ticket], tuple[str | None, str | None]]:
         """In the refinery's worktree (checked out at `base` first): `rebase` (each of the
@@ -351,43 +401,6 @@ class Refinery:
         if self.path is not None:
             worktrees.remove(self.root, self.path)
             self.path = None
-class _Commits:
-    """Merge commits as `git commit-tree` makes them (the identity `git var` gives, the time
-    now), built here and written as loose objects: the next merge of the chain can read
-    them at once, and a merge costs one git process (its merge-tree). `commit-tree` itself
-    makes them where git would do more than that: signing (commit.gpgSign), another
-    encoding (i18n.commitEncoding), or a date fixed by GIT_AUTHOR_DATE/GIT_COMMITTER_DATE."""
-
-    def __init__(self, root: Path, env: dict[str, str]) -> None:
-        self.root, self.env = root, env
-        values = dict(line.split("=", 1) for line in
-                      git.out("var", "-l", cwd=root, env=env).splitlines() if "=" in line)
-        self.author = values.get("GIT_AUTHOR_IDENT", "").rsplit(" ", 2)
-        self.committer = values.get("GIT_COMMITTER_IDENT", "").rsplit(" ", 2)
-        self.native = (
-            values.get("commit.gpgsign", "false").lower() in ("true", "yes", "on", "1")
-            or values.get("i18n.commitencoding", "utf-8").lower() not in ("utf-8", "utf8")
-            or any(key in {**git.clean_env(), **env}
-                   for key in ("GIT_AUTHOR_DATE", "GIT_COMMITTER_DATE"))
-            or len(self.author) != 3 or len(self.committer) != 3)
-        self.objects = worktrees.common_dir(root) / "objects"
-
-    def make(self, tree: str, parents: list[str], message: str) -> str:
-        if self.native:
-            flags = [arg for parent in parents for arg in ("-p", parent)]
-            return git.out("commit-tree", tree, *flags, cwd=self.root, input=message,
-                           env=self.env)
-        ids = [p if _is_oid(p, len(tree)) else git.rev(p, cwd=self.root) or p for p in parents]
-        when = str(int(time.time()))
-        author = f"{self.author[0]} {when} {self.author[2]}"
-        committer = f"{self.committer[0]} {when} {self.committer[2]}"
-        body = "".join([f"tree {tree}\n", *(f"parent {oid}\n" for oid in ids),
-                        f"author {author}\n", f"committer {committer}\n\n", message])
-        [commit] = git.store([("commit", body.encode())], into=self.objects,
-                             hex_size=len(tree))
-        return commit
-
-
 @cache
 def merge_tree_writes() -> bool:
     """This git has `merge-tree --write-tree` (2.38)."""

@@ -4,14 +4,16 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import resource
 import select
 import signal
 import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 GRACE_SECONDS = 3.0
@@ -79,12 +81,18 @@ def run(
 
 def redactor(env: Mapping[str, str]) -> Callable[[str], str]:
     """A function hiding the values of secret-looking variables (API keys, tokens) in text."""
-    secrets = sorted({v for k, v in env.items() if SECRET_NAME.search(k) and len(v) >= 8},
+    secrets = sorted({v for k, v in env.items() if len(v) >= 8 and _secret_name(k)},
                      key=len, reverse=True)
     if not secrets:
         return lambda text: text
     pattern = re.compile("|".join(re.escape(s) for s in secrets))
     return lambda text: pattern.sub(REDACTED, text)
+
+
+@lru_cache(maxsize=4096)
+def _secret_name(name: str) -> bool:
+    """SECRET_NAME looked for once per variable name (every run has the whole environment)."""
+    return SECRET_NAME.search(name) is not None
 
 
 def _shown(cmd: str | Sequence[str], limit: int = 300) -> str:
@@ -219,6 +227,11 @@ class _Sweep:
     killed: set[int] = field(default_factory=set)
     done: bool = False
 
+    def carried_by(self, environ: bytes) -> bool:
+        """Whether the needle is one whole entry of `environ` (a /proc/<pid>/environ with a
+        NUL added at each end): a search, not a split into entries."""
+        return b"\0" not in self.needle and b"\0" + self.needle + b"\0" in environ
+
 
 class _Sweeper:
     """Sweeps asked for while one reads /proc wait, then share the next reading: a wave of
@@ -271,17 +284,99 @@ def _matching(requests: list[_Sweep]) -> dict[_Sweep, list[int]]:
     """request -> the live processes it has not killed yet that carry its needle."""
     oldest = min(request.since for request in requests)
     found: dict[_Sweep, list[int]] = {}
-    for pid in _pids():
-        stat = _stat(pid)
-        if stat is None or stat[0] in ("Z", "X") or stat[1] < oldest:
+    for pid, start in _seen.starttimes(_pids()):
+        if start < oldest:
             continue
-        entries: list[bytes] | None = None
+        environ: bytes | None = None
         for request in requests:
-            if stat[1] >= request.since and pid not in request.killed:
-                entries = _environ(pid).split(b"\0") if entries is None else entries
-                if request.needle in entries:
+            if start >= request.since and pid not in request.killed:
+                environ = b"\0" + _environ(pid) + b"\0" if environ is None else environ
+                if request.carried_by(environ):
                     found.setdefault(request, []).append(pid)
     return found
+
+
+class _Seen:
+    """The processes earlier readings of /proc read the stat of, each held by a pidfd, so
+    that a reading reads the stats of new processes only (each is three system calls, for
+    every process on the machine). A pid goes to another process only once its process has
+    ended, which makes its pidfd readable: while the pidfd is not, the pid is still that
+    process, started when its stat said. Used by one reading at a time (_Sweeper)."""
+
+    def __init__(self) -> None:
+        self.held: dict[int, tuple[int, int]] = {}  # pid -> (pidfd, starttime)
+        self.pids: dict[int, int] = {}  # pidfd -> pid
+        self.poller = select.poll()
+        self.room: int | None = None  # how many may be held (decided at the first reading)
+
+    def starttimes(self, listed: list[int]) -> Iterator[tuple[int, int]]:
+        """(pid, starttime) of each live process (not a zombie) among the pids `listed`,
+        which were listed before this is called: a process held then, not ended since, was
+        there all along."""
+        self._forget_ended()
+        for pid in listed:
+            held = self.held.get(pid)
+            start = held[1] if held is not None else self._look(pid)
+            if start is not None:
+                yield pid, start
+
+    def _forget_ended(self) -> None:
+        for fd, _ in self.poller.poll(0):
+            self.poller.unregister(fd)
+            del self.held[self.pids.pop(fd)]
+            os.close(fd)
+
+    def _look(self, pid: int) -> int | None:
+        """The starttime in the stat of `pid` when it is a live process; held when there is
+        room, by a pidfd opened first (its process, ending before the stat is read, would
+        make it readable at once)."""
+        fd = self._open(pid)
+        stat = _stat(pid)
+        start = stat[1] if stat is not None and stat[0] not in ("Z", "X") else None
+        if fd is None:
+            return start
+        if start is None:
+            os.close(fd)
+        else:
+            self.held[pid], self.pids[fd] = (fd, start), pid
+            self.poller.register(fd, select.POLLIN)
+        return start
+
+    def _open(self, pid: int) -> int | None:
+        if self.room is None:
+            self.room = _pidfd_room()
+        if len(self.held) >= self.room:
+            return None
+        try:
+            return os.pidfd_open(pid)
+        except OSError:  # gone, or no room in the file table after all
+            return None
+
+
+def _pidfd_room() -> int:
+    """How many pidfds _Seen may hold: an eighth of the open files allowed, at most 1024;
+    none without pidfd_open (Linux 5.3) or where /proc shows another pid namespace than
+    this process's (whose pids pidfd_open takes)."""
+    if not hasattr(os, "pidfd_open") or not _proc_is_ours():
+        return 0
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return 1024 if soft == resource.RLIM_INFINITY else max(0, min(1024, soft // 8))
+
+
+def _proc_is_ours() -> bool:
+    """Whether /proc counts pids in this process's namespace: its NSpid (our pid in each
+    namespace from /proc's down to ours) names one, and it is our pid."""
+    try:
+        status = _read("/proc/self/status")
+    except OSError:
+        return False
+    for line in status.splitlines():
+        if line.startswith(b"NSpid:"):
+            return line.split()[1:] == [str(os.getpid()).encode()]
+    return False
+
+
+_seen = _Seen()
 
 
 def _running(pid: int) -> bool:
@@ -291,11 +386,10 @@ def _running(pid: int) -> bool:
 
 
 def _stat(pid: int) -> tuple[str, int] | None:
-    """(state, starttime) from /proc/<pid>/stat, or None when it is gone. Plain os reads:
-    a sweep reads one per process on the machine."""
+    """(state, starttime) from /proc/<pid>/stat, or None when it is gone. Plain os calls,
+    the fields after these left unsplit: a sweep reads one per process on the machine."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            fields = stat.read().rsplit(b")", 1)[1].split()
+        fields = _read(f"/proc/{pid}/stat", whole=False).rsplit(b")", 1)[1].split(None, 20)
         return fields[0].decode(), int(fields[19])
     except (OSError, IndexError, ValueError):
         return None
@@ -332,20 +426,32 @@ def sweep_build(previous: Mapping[str, object]) -> int:
 
 
 def _pids() -> list[int]:
-    mine = os.getpid()
+    mine = str(os.getpid())
     try:
         names = os.listdir("/proc")
     except OSError:  # no /proc: nothing to sweep
         return []
-    return [int(name) for name in names if name.isdigit() and int(name) != mine]
+    return [int(name) for name in names if name.isdigit() and name != mine]
 
 
 def _environ(pid: int) -> bytes:
     try:
-        with open(f"/proc/{pid}/environ", "rb") as environ:
-            return environ.read()
+        return _read(f"/proc/{pid}/environ")
     except OSError:
         return b""
+
+
+def _read(path: str, *, whole: bool = True) -> bytes:
+    """The file read with os calls (no file object): the whole of it, or what one read of a
+    page gives (all of a stat line, which is far shorter, without a read to see the end)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = [os.read(fd, 4096)]
+        while whole and chunks[-1]:
+            chunks.append(os.read(fd, 1 << 16))
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
 
 
 def stop_all() -> None:

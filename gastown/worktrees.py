@@ -11,6 +11,7 @@ so it survives a crash; an entry a crash left unsound is deleted, never used.
 """
 from __future__ import annotations
 
+import locale
 import os
 import re
 import shutil
@@ -22,8 +23,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from stat import S_ISREG
 
-from gastown import git
+from gastown import git, objects
 
 STATE_DIR = ".gastown"
 POOL = "_pool"  # .gastown/worktrees/_pool/<random>: detached worktrees waiting for a bead
@@ -79,8 +81,8 @@ _admin = _SharedLock()
 # The pool's listing: which entry a claim takes, which slot a return fills (the moves
 # themselves run outside it, in parallel: a wave of beads starting at once would queue here).
 _pool_lock = threading.Lock()
-_claiming: set[Path] = set()  # pooled worktrees being moved out
-_arriving: set[Path] = set()  # pool slots a worktree is being moved into
+_claiming: set[str] = set()  # pooled worktrees being moved out
+_arriving: set[str] = set()  # pool slots a worktree is being moved into
 
 # What a worktree's own git dir keeps when it changes hands; the rest is the last owner's
 # (a rebase, merge or bisect in progress, reflog, per-worktree config, a killed git's lock).
@@ -142,8 +144,10 @@ def ensure_excluded(root: Path) -> None:
 def identity_env(root: Path) -> dict[str, str]:
     """A committer identity for repos (and CI machines) that have none configured."""
     env: dict[str, str] = {}
-    found = git.run("config", "--get-regexp", r"^user\.(name|email)$", cwd=root, check=False)
-    configured = {line.split(" ", 1)[0] for line in found.stdout.splitlines()
+    # read as `git config --get-regexp '^user\.(name|email)$'` prints them
+    found = "".join(f"{key} {value}\n" if value is not None else f"{key}\n"
+                    for key, value in git.settings(root).entries if key.startswith("user."))
+    configured = {line.split(" ", 1)[0] for line in found.splitlines()
                   if line.partition(" ")[2].strip()}
     for key, fallback in (("name", "gastown"), ("email", "gastown@localhost")):
         if f"user.{key}" in configured:
@@ -159,8 +163,8 @@ def add(root: Path, name: str, start: str, *, branch: str | None) -> Path:
     the pool has one, else a fresh checkout."""
     path = worktree_dir(root, name)
     remove(root, path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not _from_pool(root, path, start, branch):
+    if not _from_pool(root, path, start, branch):  # a claim needs no mkdir: the pool is in it
+        path.parent.mkdir(parents=True, exist_ok=True)
         _fresh(root, path, start, branch)
     return path
 
@@ -169,7 +173,7 @@ def remove(root: Path, path: Path, *, keep: int | None = None) -> None:
     """Done with a worktree: detached and pooled (deleted when the pool holds POOL_SIZE, or
     `keep` if more: a build keeps one per bead it runs at once, or the worktree is unsound).
     Its branch is checked out nowhere once this returns."""
-    if not path.exists() and not path.is_symlink():
+    if not os.path.lexists(path):
         return
     try:
         pooled = _to_pool(root, path, keep)
@@ -181,9 +185,10 @@ def remove(root: Path, path: Path, *, keep: int | None = None) -> None:
 
 def _from_pool(root: Path, path: Path, start: str, branch: str | None) -> bool:
     try:
-        if not _claim(root, path):
+        admin = _claim(root, path)
+        if admin is None:
             return False
-        _refresh(path, start, branch)
+        _refresh(path, start, branch, admin)
         return True
     except (git.GitError, OSError, _Unsound):
         _discard(root, path)
@@ -199,19 +204,21 @@ def _fresh(root: Path, path: Path, start: str, branch: str | None) -> None:
     git.run(*NO_REFLOG, "checkout", "--force", "--quiet", cwd=path, env=_confined(path))
 
 
-def _claim(root: Path, path: Path) -> bool:
-    """Move a sound pooled worktree to `path`; False when the pool has none."""
+def _claim(root: Path, path: Path) -> str | None:
+    """Move a sound pooled worktree to `path`: its admin dir; None when the pool has none."""
     doomed: list[Path] = []
-    claimed = False
-    while not claimed and (entry := _take(root)) is not None:
+    claimed: str | None = None
+    while claimed is None and (entry := _take(root)) is not None:
         try:
             with _admin.shared():
-                claimed = _sound(root, entry) and _move(root, entry, path)
-                if not claimed:
+                links = _sound_links(root, entry)
+                if links is not None and _move(root, entry, path, links):
+                    claimed = links.admin
+                else:
                     doomed += [_to_trash(root, p) for p in (entry, path) if p.exists()]
         finally:
             with _pool_lock:
-                _claiming.discard(entry)
+                _claiming.discard(str(entry))
     if doomed:
         with _admin.exclusive():
             _prune(root)
@@ -220,18 +227,17 @@ def _claim(root: Path, path: Path) -> bool:
     return claimed
 
 
-def _refresh(path: Path, start: str, branch: str | None) -> None:
+def _refresh(path: Path, start: str, branch: str | None, admin: str) -> None:
     """The last owner's work gone: `start` checked out (only changed paths are rewritten),
     every untracked and ignored file deleted, no operation in progress. A worktree scrubbed
     when it was pooled (its admin dir holds the CLEAN mark) needs the checkout alone: the
     scrub is done as the last bead ends, not as the next one starts (where a wave of beads
-    starting at once waits for it)."""
+    starting at once waits for it). `admin` is its admin dir, as its claim found it."""
     env = _confined(path)
-    admin = _admin_dir(path)
-    scrubbed = admin is not None and _marked_clean(admin)
+    scrubbed = _marked_clean(admin)
     if not scrubbed:
         _check_flags(path, admin)
-    _forget_operations(path)  # the CLEAN mark goes too: this owner may leave anything
+    _forget_operations(path, admin)  # the CLEAN mark goes too: this owner may leave anything
     target = ["--ignore-other-worktrees", "-B", branch, start] if branch else ["--detach", start]
     git.run(*NO_REFLOG, "checkout", "--force", "--quiet", "--no-recurse-submodules", *target,
             cwd=path, env=env)
@@ -239,11 +245,11 @@ def _refresh(path: Path, start: str, branch: str | None) -> None:
         git.run("clean", "-ffdxq", cwd=path, env=env)
 
 
-def _check_flags(path: Path, admin: Path | None) -> _Index | None:
+def _check_flags(path: Path, admin: str) -> _Index | None:
     """No index entry is marked assume-unchanged or skip-worktree (checkout would trust such
     an entry's file as it is): read here for a small index (which is returned), by
     `git ls-files -v` else."""
-    index = _read_index(admin / "index") if admin else None
+    index = _read_index(os.path.join(admin, "index"))
     flagged = index.flagged if index else None
     if flagged is None:
         tags = {line[:1] for line in git.out("ls-files", "-v", cwd=path,
@@ -260,11 +266,11 @@ class _Index:
     paths: set[bytes]  # every entry's path
 
 
-def _read_index(index: Path) -> _Index | None:
+def _read_index(index: str | Path) -> _Index | None:
     """The entries of this version 2 or 3 index (gitformat-index); None when git should be
     asked (a large or newer index, or one this reading does not follow to its end exactly)."""
     try:
-        data = index.read_bytes() if index.stat().st_size <= INDEX_READ_LIMIT else b""
+        data = _read_bytes(index, INDEX_READ_LIMIT)
     except OSError:
         return None
     if len(data) < 12 or data[:4] != b"DIRC":
@@ -279,46 +285,51 @@ def _read_index(index: Path) -> _Index | None:
     return None
 
 
+_U16 = struct.Struct(">H").unpack_from
+
+
 def _walk_index(data: bytes, count: int, oid_size: int) -> _Index | None:
-    pos, found = 12, _Index(False, set())
+    pos, size, paths, flagged = 12, len(data), set(), 0
     for _ in range(count):
         head = pos + 40 + oid_size  # ctime mtime dev ino mode uid gid size, then the id
-        if head + 2 > len(data):
+        if head + 2 > size:
             return None
-        flags = struct.unpack(">H", data[head:head + 2])[0]
+        flags = _U16(data, head)[0]
         name = head + 2
         if flags & 0x4000:  # extended flags (version 3): skip-worktree is 0x4000
-            found.flagged |= bool(struct.unpack(">H", data[name:name + 2])[0] & 0x4000)
+            flagged |= _U16(data, name)[0] & 0x4000
             name += 2
-        found.flagged |= bool(flags & 0x8000)  # assume-valid
+        flagged |= flags & 0x8000  # assume-valid
         end = data.find(b"\0", name)
         if end < 0 or (flags & 0xFFF) not in (end - name, 0xFFF):
             return None
-        found.paths.add(data[name:end])
+        paths.add(data[name:end])
         pos += (end - pos + 8) // 8 * 8  # entries are NUL-padded to a multiple of 8 bytes
-    return found if pos <= len(data) else None
+    return _Index(bool(flagged), paths) if pos <= size else None
 
 
 def _untracked(top: Path, paths: set[bytes]) -> bool:
     """Whether the worktree holds anything its index does not (what `git clean -ffdx` would
     delete: untracked or ignored files, empty directories), or a directory where the index
     has a file. Stops at the first one."""
-    dirs = _parents(paths)
-    pending = [b""]
+    dirs, base, pending = _parents(paths), os.fsencode(top) + b"/", [b""]
     while pending:
         rel = pending.pop()
         try:
-            with os.scandir(os.fsencode(top) + b"/" + rel) as entries:
-                found = [(rel + entry.name, entry.is_dir(follow_symlinks=False))
-                         for entry in entries if rel or entry.name != b".git"]
+            with os.scandir(base + rel) as entries:
+                for entry in entries:
+                    name = rel + entry.name
+                    if name == b".git":  # the top's link to its git dir
+                        continue
+                    if not entry.is_dir(follow_symlinks=False):
+                        if name not in paths:
+                            return True
+                    elif name not in dirs:
+                        return True
+                    else:
+                        pending.append(name + b"/")
         except OSError:
             return True
-        for name, is_dir in found:
-            if name in paths and not is_dir:
-                continue
-            if name not in dirs or not is_dir:
-                return True
-            pending.append(name + b"/")
     return False
 
 
@@ -333,31 +344,28 @@ def _parents(paths: set[bytes]) -> set[bytes]:
     return dirs
 
 
-def _scrub(path: Path) -> None:
+def _scrub(path: Path, admin: str) -> None:
     """Every untracked and ignored file deleted and the index checked now; CLEAN says so to
     the next owner (a kill before the mark leaves a worktree the next owner scrubs itself).
     A worktree holding only what its index lists (looked at here when the index is small)
-    needs no `git clean`."""
-    admin = _admin_dir(path)
+    needs no `git clean`. `admin` is its admin dir."""
     index = _check_flags(path, admin)
     if index is None or _untracked(path, index.paths):
         git.run("clean", "-ffdxq", cwd=path, env=_confined(path))
-    if admin is not None:
-        (admin / CLEAN).write_bytes(b"clean\n")
+    _write(os.path.join(admin, CLEAN), b"clean\n")
 
 
-def _marked_clean(admin: Path) -> bool:
+def _marked_clean(admin: str) -> bool:
     try:
-        return (admin / CLEAN).read_bytes() == b"clean\n"
+        return _read_bytes(os.path.join(admin, CLEAN), 64) == b"clean\n"
     except OSError:
         return False
 
 
-def _forget_operations(path: Path) -> None:
-    admin = _admin_dir(path)
-    if admin is None:
-        raise _Unsound(f"{path}: not a worktree")
-    if (admin / "modules").exists():  # git clean does not empty a checked-out submodule
+def _forget_operations(path: Path, admin: str) -> None:
+    """What forget_operations() does, to the worktree `path` whose admin dir is `admin`;
+    refused with a submodule checked out in it."""
+    if os.path.exists(os.path.join(admin, "modules")):  # git clean does not empty them
         raise _Unsound(f"{path}: submodules checked out")
     _clear_admin(admin)
 
@@ -365,115 +373,157 @@ def _forget_operations(path: Path) -> None:
 def forget_operations(path: Path) -> None:
     """No merge, rebase, cherry-pick or bisect in progress in the linked worktree `path` any
     more (what `git merge --abort` and friends would end, in one go and without a process)."""
-    admin = _admin_dir(path)
-    if admin is not None:
-        _clear_admin(admin)
+    links = _links(path)
+    if links is not None:
+        _clear_admin(links.admin)
 
 
-def _clear_admin(admin: Path) -> None:
-    for item in admin.iterdir():
+def _clear_admin(admin: str | Path) -> None:
+    with os.scandir(admin) as entries:
+        items = list(entries)
+    for item in items:
         if item.name in _ADMIN_KEEP or item.name.startswith("sharedindex."):
             continue
-        if item.name in _ADMIN_EMPTIED and item.is_file() and not item.is_symlink():
-            os.truncate(item, 0)
-        elif item.is_dir() and not item.is_symlink():
-            shutil.rmtree(item)
+        if item.name in _ADMIN_EMPTIED and item.is_file(follow_symlinks=False):
+            os.truncate(item.path, 0)
+        elif item.is_dir(follow_symlinks=False):
+            shutil.rmtree(item.path)
         else:
-            item.unlink()
+            os.unlink(item.path)
 
 
 def _to_pool(root: Path, path: Path, keep: int | None) -> bool:
-    if not _sound(root, path) or not _detach(path):
+    links = _sound_links(root, path)  # read once: no step below changes them
+    if links is None or not _detach(path, links.admin):
         return False
-    _forget_operations(path)  # a rebase in progress would still hold its branch
-    if len(_pool_entries(root)) >= max(POOL_SIZE, keep or 0):
-        return False  # full: not worth scrubbing
-    _scrub(path)
-    slot = _free_slot(root, keep)
+    _forget_operations(path, links.admin)  # a rebase in progress would still hold its branch
+    slot = _free_slot(root, keep)  # held while it is scrubbed
     if slot is None:
-        return False
+        return False  # full: not worth scrubbing
     try:
+        _scrub(path, links.admin)
         with _admin.shared():
-            return _move(root, path, slot)
+            return _move(root, path, slot, links)
     finally:
         with _pool_lock:
-            _arriving.discard(slot)
+            _arriving.discard(str(slot))
 
 
-def _detach(path: Path) -> bool:
+def _detach(path: Path, admin: str) -> bool:
     """HEAD at the commit it is at, on no branch (what `update-ref --no-deref HEAD HEAD` does,
     without a process when HEAD and its branch are loose ref files): a pooled worktree holds
-    no branch. False when HEAD is at no commit."""
-    admin = _admin_dir(path)
-    commit = git.read_ref("HEAD", path)
-    if admin is None or commit is None:
+    no branch. False when HEAD is at no commit. `admin` is its admin dir."""
+    common = git.common_of(admin)
+    commit = git.ref_in("HEAD", admin, common) if common is not None else None
+    if commit is None:
         return git.run("update-ref", "--no-deref", "HEAD", "HEAD", cwd=path,
                        env=_confined(path), check=False).returncode == 0
-    _replace(admin / "HEAD", commit)
+    _replace(os.path.join(admin, "HEAD"), commit)
     return True
 
 
 def _take(root: Path) -> Path | None:
     """A pooled worktree no other thread is claiming, now this thread's to claim."""
     with _pool_lock:
-        entry = next((e for e in _pool_entries(root) if e not in _claiming | _arriving), None)
-        if entry is not None:
-            _claiming.add(entry)
+        pool = pool_dir(root)
+        busy = _in_pool(pool, _claiming | _arriving)
+        name = next((name for name in _pool_names(root) or () if name not in busy), None)
+        if name is None:
+            return None
+        _claiming.add(str(entry := pool / name))
         return entry
 
 
 def _free_slot(root: Path, keep: int | None) -> Path | None:
     """A new name in the pool (never one a killed move may have left registered), held for
-    this thread's move; None when the pool is full."""
+    this thread's scrub and move; None when the pool is full."""
     with _pool_lock:
-        pool, entries = pool_dir(root), set(_pool_entries(root))
+        pool, names = pool_dir(root), _pool_names(root)
         # a slot arriving counts once: it may be in the pool already, its move ending
-        filling = sum(slot.parent == pool and slot not in entries for slot in _arriving)
-        if len(entries) + filling >= max(POOL_SIZE, keep or 0):
+        filling = len(_in_pool(pool, _arriving) - set(names or ()))
+        if len(names or ()) + filling >= max(POOL_SIZE, keep or 0):
             return None
-        pool.mkdir(parents=True, exist_ok=True)
+        if names is None:  # no pool yet
+            pool.mkdir(parents=True, exist_ok=True)
         slot = pool / os.urandom(6).hex()
-        _arriving.add(slot)
+        _arriving.add(str(slot))
         return slot
 
 
-def _move(root: Path, src: Path, dst: Path) -> bool:
+def _in_pool(pool: Path, paths: set[str]) -> set[str]:
+    """The names of those of `paths` that are in `pool`."""
+    return {name for parent, name in map(os.path.split, paths) if parent == str(pool)}
+
+
+def _move(root: Path, src: Path, dst: Path, links: _Links | None = None) -> bool:
     """What `git worktree move` does, without a process: the directory renamed, then the
     admin dir's `gitdir` (and a relative `.git` link, whose depth may change) pointed at the
     new place, each file replaced atomically so that a git listing the worktrees meanwhile
     reads the old path or the new one, never half a file. A kill between the two leaves a
     worktree that is not _sound(), which is discarded. The caller holds the locks, and has
-    checked that no submodule is checked out in it (it would come back unclean)."""
-    admin = _admin_dir(src)
-    if admin is None:
+    checked that no submodule is checked out in it (it would come back unclean). `links`:
+    as _sound_links() read them (read here when not given)."""
+    if links is None:
+        links = _links(src)
+    if links is None:
         return False
+    admin = links.admin
     try:
-        link = (admin / "gitdir").read_text().strip()
-        dotgit = (src / ".git").read_text().strip().removeprefix("gitdir: ")
-        src.rename(dst)
+        link = links.gitdir
+        if link is None:
+            link = git.read_text(os.path.join(admin, "gitdir")).strip()
+        os.rename(src, dst)
     except OSError:
         return False
     target = dst.absolute() / ".git"
-    _replace(admin / "gitdir", str(target) if os.path.isabs(link) else
+    _replace(os.path.join(admin, "gitdir"), str(target) if os.path.isabs(link) else
              os.path.relpath(target, admin))
-    if not os.path.isabs(dotgit):
+    if not os.path.isabs(links.dotgit):
         _replace(dst / ".git", f"gitdir: {os.path.relpath(admin, dst.absolute())}")
     return True
 
 
-def _replace(path: Path, line: str) -> None:
+def _replace(path: str | Path, line: str) -> None:
     """`path` holds `line` now: written beside it, then renamed over it."""
-    temp = path.with_name(f"{path.name}.gas-{os.urandom(4).hex()}")
-    temp.write_text(line + "\n")
-    temp.replace(path)
+    temp = f"{path}.gas-{os.urandom(4).hex()}"
+    _write(temp, (line + "\n").encode(locale.getpreferredencoding(False)))
+    os.replace(temp, path)
+
+
+def _write(path: str, data: bytes) -> None:
+    """What `Path(path).write_bytes(data)` does, with no file object."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        git.write_all(fd, data)
+    finally:
+        os.close(fd)
+
+
+def _read_bytes(path: str | Path, limit: int) -> bytes:
+    """The file's bytes; b"" when it is larger than `limit`."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        chunks = [os.read(fd, size + 1)] if size <= limit else [b""]
+        while chunks[-1]:
+            chunks.append(os.read(fd, 65536))
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
 
 
 def _pool_entries(root: Path) -> list[Path]:
+    pool = pool_dir(root)
+    return [pool / name for name in _pool_names(root) or ()]
+
+
+def _pool_names(root: Path) -> list[str] | None:
+    """The names of the pool's entries, sorted; None when there is no pool."""
     try:
         with os.scandir(pool_dir(root)) as entries:
-            return sorted(Path(e.path) for e in entries if e.is_dir(follow_symlinks=False))
+            return sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
     except FileNotFoundError:
-        return []
+        return None
 
 
 def _discard(root: Path, path: Path) -> None:
@@ -496,29 +546,48 @@ def _to_trash(root: Path, path: Path) -> Path:
     return trash
 
 
+@dataclass(frozen=True)
+class _Links:
+    """A linked worktree's own git dir (its admin dir, resolved), and what its links say:
+    `.git` (after "gitdir: ") and the admin dir's `gitdir`, when read."""
+    admin: str
+    dotgit: str
+    gitdir: str | None = None
+
+
 def _sound(root: Path, path: Path) -> bool:
     """A worktree of this repository whose registration points back at it (a kill in the
     middle of a move, or an agent's `rm -rf .git`, leaves one that is not)."""
-    admin = _admin_dir(path)
-    if admin is None or admin.parent != _admin_root(root):
-        return False
+    return _sound_links(root, path) is not None
+
+
+def _sound_links(root: Path, path: Path) -> _Links | None:
+    """The links of `path`, `gitdir` included, when it is _sound(); else None."""
+    links = _links(path)
+    if links is None or os.path.dirname(links.admin) != str(_admin_root(root)):
+        return None
     try:
-        back = Path((admin / "gitdir").read_text().strip())
+        back = git.read_text(os.path.join(links.admin, "gitdir")).strip()
     except OSError:
-        return False
-    return (admin / back).resolve() == (path / ".git").resolve()
+        return None
+    there, here = os.path.join(links.admin, back), os.path.join(path, ".git")
+    # the same text resolves the same: the usual case (gitdir is written as this path)
+    if there != here and os.path.realpath(there) != os.path.realpath(here):
+        return None
+    return _Links(links.admin, links.dotgit, back)
 
 
-def _admin_dir(path: Path) -> Path | None:
-    """The worktree's own git dir, read from its `.git` file."""
+def _links(path: Path) -> _Links | None:
+    """Read from the worktree's `.git` file; None when it is not a linked worktree."""
     try:
-        text = (path / ".git").read_text().strip()
+        text = git.read_text(os.path.join(path, ".git")).strip()
     except OSError:  # missing, or a directory: not a linked worktree
         return None
     if not text.startswith("gitdir: "):
         return None
-    admin = (path / text.removeprefix("gitdir: ")).resolve()
-    return admin if admin.is_dir() else None
+    dotgit = text.removeprefix("gitdir: ")
+    admin = os.path.realpath(os.path.join(path, dotgit))
+    return _Links(admin, dotgit) if os.path.isdir(admin) else None
 
 
 @cache
@@ -529,7 +598,7 @@ def _admin_root(root: Path) -> Path:
 def _confined(path: Path) -> dict[str, str]:
     """git run in `path` must find the repository there: without its `.git` it would walk up
     to the main checkout (which holds .gastown/) and reset or clean that instead."""
-    return {"GIT_CEILING_DIRECTORIES": str(path.resolve().parent)}
+    return {"GIT_CEILING_DIRECTORIES": os.path.dirname(os.path.realpath(path))}
 
 
 def restore(root: Path, name: str, branch: str) -> Path | None:
@@ -562,9 +631,80 @@ def leftovers(root: Path) -> list[str]:
 
 
 def bead_branches(root: Path) -> list[str]:
-    """Bead ids that have a gas/<id> branch."""
+    """Bead ids that have a gas/<id> branch (read from the branches' files when they are
+    plain, else listed by git)."""
+    found = _loose_bead_branches(common_dir(root))
+    if found is not None:
+        return found
     out = git.out("for-each-ref", "--format=%(refname)", "refs/heads/gas/", cwd=root)
     return [ref.removeprefix("refs/heads/gas/") for ref in out.split()]
+
+
+_REF_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*")
+_LOOSE_OID = re.compile(rb"([0-9a-f]{40}|[0-9a-f]{64})\n?")
+
+
+def _loose_bead_branches(common: Path) -> list[str] | None:
+    """What `git for-each-ref refs/heads/gas/` lists, in its order, when each of these refs
+    is a loose ref file (packed-refs names none) holding an id whose object is there as a
+    loose object (whether a ref to a missing object is listed depends on git's version);
+    None when git must say."""
+    if (common / "reftable").exists() or _mentions(common / "packed-refs", b"refs/heads/gas/"):
+        return None
+    top = common / "refs" / "heads" / "gas"
+    names = _ref_files(top)
+    for name in names or ():
+        match = _LOOSE_OID.fullmatch(_file_bytes(top / name) or b"")
+        oid = match[1].decode() if match else ""
+        if not oid or not (common / "objects" / oid[:2] / oid[2:]).is_file():
+            return None
+    return sorted(names) if names is not None else None
+
+
+def _ref_files(top: Path) -> list[str] | None:
+    """The paths, relative to `top`, of the files below it as git reads loose refs (lock files
+    aside; [] without a directory `top`); None when there is more than plain names, plain
+    files and directories."""
+    names: list[str] = []
+    pending = [""]
+    while pending:
+        rel = pending.pop()
+        try:
+            with os.scandir(top / rel) as found:
+                entries = list(found)
+        except (FileNotFoundError, NotADirectoryError):
+            if rel:
+                return None
+            return [] if not top.is_symlink() else None
+        for entry in entries:
+            if entry.name.endswith(".lock"):  # as git: a ref being written, or a stale lock
+                continue
+            if not _REF_PART.fullmatch(entry.name):
+                return None
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(f"{rel}{entry.name}/")
+            elif entry.is_file(follow_symlinks=False):
+                names.append(rel + entry.name)
+            else:
+                return None
+    return names
+
+
+def _file_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _mentions(path: Path, text: bytes) -> bool:
+    """Whether the file `path` holds `text` (False when there is no such file)."""
+    try:
+        return text in path.read_bytes()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
 
 
 def clear_ref_locks(root: Path, branches: list[str]) -> list[str]:
@@ -612,10 +752,55 @@ def prune(root: Path) -> None:
 
 
 def _prune(root: Path) -> None:
-    """`git worktree prune`, our half-made registrations included; the caller holds `_admin`
-    exclusively (no add of ours is under way)."""
+    """`git worktree prune`, our half-made registrations included, when it has anything to
+    do; the caller holds `_admin` exclusively (no add of ours is under way)."""
     _unlock_missing(root)
-    git.run("worktree", "prune", cwd=root, check=False)
+    if _prunable(root):
+        git.run("worktree", "prune", cwd=root, check=False)
+
+
+def _prunable(root: Path) -> bool:
+    """False only when `git worktree prune` would certainly do nothing (should_prune_worktree
+    in git's worktree.c, prune_worktrees and prune_dups in builtin/worktree.c): every
+    registration is locked or a directory whose `gitdir` names, as an absolute path, a file
+    that is there, and no two of them, nor one and the main repository, name the same path
+    (compared ignoring case); and worktrees/ is not an empty directory (git removes that).
+    Any doubt leaves it to git."""
+    try:
+        with os.scandir(_admin_root(root)) as found:
+            entries = list(found)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    seen = {os.path.join(path, ".git").casefold() for path in (
+        str(root), os.path.realpath(root), os.environ.get("PWD", ""))}
+    seen.add(str(common_dir(root)).casefold())
+    for entry in entries:
+        if os.path.lexists(os.path.join(entry.path, "locked")):
+            continue
+        path = _live_gitdir(entry)
+        if path is None or path.casefold() in seen:
+            return True
+        seen.add(path.casefold())
+    return not entries
+
+
+def _live_gitdir(entry: os.DirEntry[str]) -> str | None:
+    """The path the registration `entry` names in its `gitdir` file, as git reads it, when
+    that is an absolute path to a file that is there; None when git would prune it (or
+    might: any other case)."""
+    if not entry.is_dir(follow_symlinks=False):
+        return None
+    text = _file_bytes(Path(entry.path) / "gitdir")
+    path = (text or b"").rstrip(b"\r\n")
+    if not path.startswith(b"/") or b"\0" in path:
+        return None
+    try:
+        regular = S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return None
+    return os.fsdecode(path) if regular else None
 
 
 def _unlock_missing(root: Path) -> None:
@@ -652,8 +837,11 @@ def commit_all(worktree: Path, message: str, base: str | None = None) -> tuple[i
     (default: HEAD before this commit) to HEAD then, (0, 0, 0) when nothing changed. When
     HEAD was at `base`, that is the summary `git commit` prints itself: no `git diff`."""
     env = _confined(worktree)
-    on_base = base is None or git.rev("HEAD", cwd=worktree) == base
+    head = git.rev("HEAD", cwd=worktree)
+    on_base = base is None or head == base
     git.run("add", "-A", cwd=worktree, env=env)
+    if on_base and head is not None and (stat := _commit_here(worktree, message, head)):
+        return stat
     done = git.run(*git.NO_AUTO_GC, *NO_REFLOG, "commit", "--no-verify", "-m", message,
                    cwd=worktree, env={**env, **identity_env(_top(worktree))}, check=False)
     if done.returncode != 0:
@@ -664,6 +852,33 @@ def commit_all(worktree: Path, message: str, base: str | None = None) -> tuple[i
             return 0, 0, 0  # nothing to commit, nor committed before
     summary = _summary(done.stdout) if on_base and done.returncode == 0 else None
     return summary or diff_stat(worktree, base or "HEAD^")
+
+
+def _commit_here(worktree: Path, message: str, head: str) -> tuple[int, int, int] | None:
+    """The index committed onto `head` without a git process (gastown.objects): the tree and
+    commit written here, the branch moved as git moves it, the stat from the long-lived
+    `git diff-tree`; None, with the branch where it was, when git must do it."""
+    found = git.dirs(worktree)
+    if found is None:
+        return None
+    gitdir, common = found
+    top = _top(worktree)
+    maker = objects.committer(top, tuple(sorted(identity_env(top).items())), common.resolve())
+    text = objects.cleanup_message(message)
+    entries = objects.read_index(gitdir / "index", len(head) // 2)
+    if maker.native or maker.hooked or not text or entries is None:
+        return None
+    tree = objects.write_index_tree(entries, common / "objects", len(head))
+    commit = maker.make(tree, [head], text)
+    diff = objects.differ(top).diff(head, commit)
+    if diff is None:
+        return None
+    if not diff.changes:
+        return 0, 0, 0  # nothing to commit (the commit made is left to gc)
+    if not objects.move_branch(worktree, head, commit):
+        return None
+    objects.remember(commit, head, diff)
+    return diff.stat
 
 
 _SUMMARY = re.compile(r" (\d+) files? changed(?:, (\d+) insertions?\(\+\))?"

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from gastown import objects
+
 HERMETIC_GIT = {
     "GIT_AUTHOR_NAME": "Test Author",
     "GIT_AUTHOR_EMAIL": "author@example.com",
@@ -38,6 +40,7 @@ def hermetic_git(tmp_path_factory: pytest.TempPathFactory,
                 and k not in ("GIT_CONFIG_GLOBAL", "GIT_TEMPLATE_DIR")]:
         monkeypatch.delenv(key)
     yield
+    objects.close_all()  # the long-lived git processes a test's commits started
 
 
 def git(repo: Path, *args: str) -> str:

@@ -1,5 +1,5 @@
 """doit as gastown embeds it: no plugins from other installed packages, and no import of
-importlib.metadata to look them up."""
+importlib.metadata to look them up (nor of what doit's process runner and debugger need)."""
 from __future__ import annotations
 
 import os
@@ -39,9 +39,14 @@ def test_doit_takes_no_plugins_from_other_packages(tmp_path: Path) -> None:
     assert _python("import gastown.executor\n" + REPORTERS, site) == "[]"
 
 
-def test_loading_doit_leaves_importlib_metadata_unimported_then_real(tmp_path: Path) -> None:
+def test_loading_doit_leaves_what_it_is_not_used_for_unimported_then_real(
+        tmp_path: Path) -> None:
+    """importlib.metadata (plugins), multiprocessing (doit's process runner) and pdb (its
+    debugger) stand in while doit loads; whoever imports them afterwards gets the real ones."""
     code = ("import sys, gastown.executor\n"
-            "print('importlib.metadata' in sys.modules)\n"
-            "import importlib.metadata\n"
-            "print(importlib.metadata.version('doit') != '')\n")
-    assert _python(code, tmp_path).split() == ["False", "True"]
+            "print([m for m in ('importlib.metadata', 'multiprocessing', 'pdb')"
+            " if m in sys.modules])\n"
+            "import importlib.metadata, multiprocessing, pdb\n"
+            "print(importlib.metadata.version('doit') != '', multiprocessing.cpu_count() > 0,"
+            " pdb.Pdb.__module__)\n")
+    assert _python(code, tmp_path).splitlines() == ["[]", "True True pdb"]

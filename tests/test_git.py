@@ -1,10 +1,13 @@
 """gastown.git: refs read from their files agree with git, and git is asked otherwise."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import pytest
+
 from gastown import git as gitmod
-from tests.conftest import git, make_repo
+from tests.conftest import git, git_calls, git_command, make_repo
 
 
 def test_refs_read_here_agree_with_git(tmp_path: Path) -> None:
@@ -43,3 +46,136 @@ def test_an_unborn_head_is_no_commit(tmp_path: Path) -> None:
     git(tmp_path, "init", "-q", str(repo))
     assert gitmod.read_ref("HEAD", repo) is None
     assert gitmod.rev("HEAD", cwd=repo) is None
+
+
+def _commit_in_17(repo: Path, count: int, tag: str = "") -> None:
+    """`count` new files committed (named and filled after `tag`), each a blob git keeps
+    loose in objects/17."""
+    made, n = 0, 0
+    while made < count:
+        text = f"{tag}{n}\n"
+        n += 1
+        if gitmod.object_id("blob", text.encode()).startswith("17"):
+            (repo / f"in17-{tag}{made}.txt").write_text(text)
+            made += 1
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "loose objects")
+
+
+def _in_17(repo: Path) -> int:
+    fanout = repo / ".git" / "objects" / "17"
+    return len(os.listdir(fanout)) if fanout.exists() else 0
+
+
+def _gc_runs(repo: Path, calls: Path) -> bool:
+    """Whether maintain() ran `git gc` (settings read first, as a build does)."""
+    before = calls.read_text()
+    gitmod.read_settings(repo)
+    gitmod.maintain(repo)
+    return any(git_command(line) == "gc" for line in calls.read_text()[len(before):].splitlines())
+
+
+def test_gc_runs_when_git_finds_too_many_loose_objects(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """git gcs when objects/17 holds more than gc.auto/256 (rounded up) loose objects; only
+    then does maintain() start it."""
+    repo = make_repo(tmp_path / "repo")
+    _commit_in_17(repo, 3)
+    calls = git_calls(tmp_path, monkeypatch)
+    assert not _gc_runs(repo, calls)  # the default: 6700 (27 in objects/17)
+    loose = _in_17(repo)
+    git(repo, "config", "gc.auto", str(256 * (loose - 1) + 1))  # rounded up: `loose`
+    assert not _gc_runs(repo, calls)
+    git(repo, "-c", "gc.autoDetach=false", "gc", "--auto", "--quiet")  # git agrees: nothing
+    assert _in_17(repo) == loose
+    git(repo, "config", "gc.auto", str(256 * (loose - 1)))
+    assert _gc_runs(repo, calls)
+    assert _in_17(repo) == 0  # packed
+    git(repo, "config", "gc.auto", "0")  # off
+    _commit_in_17(repo, 3, "more")
+    assert not _gc_runs(repo, calls)
+
+
+def test_gc_runs_when_git_finds_too_many_packs(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """More packs than gc.autoPackLimit, those with a .keep file aside."""
+    repo = make_repo(tmp_path / "repo")
+    for n in range(2):
+        (repo / f"f{n}").write_text(f"{n}\n")
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", str(n))
+        git(repo, "repack", "-d", "-q")
+    packs = sorted((repo / ".git" / "objects" / "pack").glob("*.pack"))
+    assert len(packs) == 2
+    calls = git_calls(tmp_path, monkeypatch)
+    git(repo, "config", "gc.autoPackLimit", "1")
+    packs[0].with_suffix(".keep").write_text("")
+    assert not _gc_runs(repo, calls)
+    git(repo, "-c", "gc.autoDetach=false", "gc", "--auto", "--quiet")  # git agrees: nothing
+    assert sorted((repo / ".git" / "objects" / "pack").glob("*.pack")) == packs
+    packs[0].with_suffix(".keep").unlink()
+    assert _gc_runs(repo, calls)
+    assert len(list((repo / ".git" / "objects" / "pack").glob("*.pack"))) == 1
+
+
+@pytest.mark.parametrize("value", ["10x", "0x10", " 5", "99999999999", ""])
+def test_a_gc_setting_not_read_here_leaves_gc_to_git(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    repo = make_repo(tmp_path / "repo")
+    git(repo, "config", "gc.auto", value)
+    assert _gc_runs(repo, git_calls(tmp_path, monkeypatch))
+
+
+def test_settings_read_in_the_background_are_git_configs(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    (repo / ".git" / "config").write_text((repo / ".git" / "config").read_text() + (
+        "[user]\n\tname = A\n\tname = B\n\temail\n[gc]\n\tautoPackLimit = 7\n"
+        "[other]\n\tauto = 1\n"))
+    gitmod.read_settings(repo)
+    assert gitmod.settings(repo).entries == (
+        ("user.name", "A"), ("user.name", "B"), ("user.email", None), ("gc.autopacklimit", "7"))
+    assert gitmod.settings(repo).returncode == 0
+
+
+def test_soon_returns_or_raises_what_the_call_did() -> None:
+    assert gitmod.Soon(sorted, [3, 1, 2]).get() == [1, 2, 3]
+    failed = gitmod.Soon(int, "x")
+    with pytest.raises(ValueError):
+        failed.get()
+
+
+@pytest.mark.parametrize("object_format", ["sha1", "sha256"])
+def test_objects_stored_here_are_what_git_reads(tmp_path: Path, object_format: str) -> None:
+    """store() writes loose objects git reads (their fan-out directories made as needed), with
+    the ids git gives them; one that is there already is left as it is."""
+    repo = tmp_path / "repo"
+    git(tmp_path, "init", "-q", f"--object-format={object_format}", str(repo))
+    size = 64 if object_format == "sha256" else 40
+    into = repo / ".git" / "objects"
+    [blob] = gitmod.store([("blob", b"hello\n")], into=into, hex_size=size)
+    assert blob == gitmod.out("hash-object", "--stdin", cwd=repo, input="hello\n")
+    tree = b"100644 hello.txt\0" + bytes.fromhex(blob)
+    assert gitmod.store([("tree", tree), ("blob", b"hello\n")], into=str(into),
+                        hex_size=size) == [gitmod.object_id("tree", tree, size), blob]
+    assert git(repo, "cat-file", "-p", blob) == "hello"
+    assert git(repo, "ls-tree", gitmod.object_id("tree", tree, size)) == \
+        f"100644 blob {blob}\thello.txt"
+    stored = into / blob[:2] / blob[2:]
+    inode = stored.stat().st_ino
+    gitmod.store([("blob", b"hello\n")], into=into, hex_size=size)
+    assert stored.stat().st_ino == inode
+    assert list(into.rglob("tmp_obj_*")) == []
+    git(repo, "fsck", "--strict", "--no-dangling")
+
+
+@pytest.mark.parametrize("data", [b"", b"ref: refs/heads/main\n", b"a\r\nb\rc\r\n",
+                                  "gitdir: /tmp/\u00fcn\u00ef\n".encode(), b"x" * 70000])
+def test_files_are_read_as_pathlib_reads_them(tmp_path: Path, data: bytes) -> None:
+    path = tmp_path / "file"
+    path.write_bytes(data)
+    assert gitmod.read_text(path) == path.read_text()
+    if data.isascii():
+        assert gitmod.read_text(str(path), "ascii") == path.read_text("ascii")
+    else:
+        with pytest.raises(UnicodeDecodeError):
+            gitmod.read_text(path, "ascii")

@@ -28,8 +28,9 @@ backlogs:
 @pytest.mark.parametrize("strategy", ["merge", "squash", "rebase"])
 def test_strategy_lands_each_bead_once(tmp_path: Path, gas, strategy: str, old_git: bool,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Merges are computed by `git merge-tree`; with a git older than 2.38 (no
-    `--write-tree`), in the refinery's worktree."""
+    """Merges are computed in the object store (here without a git process: nothing else
+    touched the beads' files; tests/test_objects.py has merge-tree's part); with a git older
+    than 2.38 (no `merge-tree --write-tree`), in the refinery's worktree."""
     if old_git:
         monkeypatch.setattr(refinery, "merge_tree_writes", lambda: False)
     repo = make_repo(tmp_path / "repo", {"Gasfile.yaml": GASFILE.format(strategy=strategy)})
@@ -38,7 +39,6 @@ def test_strategy_lands_each_bead_once(tmp_path: Path, gas, strategy: str, old_g
     assert result.code == 0, result
     used = {git_command(line) for line in calls.read_text().splitlines() if line.strip()}
     in_objects = strategy != "rebase" and not old_git
-    assert ("merge-tree" in used) == in_objects
     assert bool(used & {"merge", "cherry-pick"}) == (not in_objects)
     assert trailers(repo) == ["two", "one"]
     assert git(repo, "show", "staging:c.txt") == "two"
@@ -66,6 +66,51 @@ def test_merge_commits_are_what_commit_tree_would_make(tmp_path: Path, gas) -> N
         assert gas(fixed, "build").code == 0
     assert git(fixed, "log", "-1", "--format=%cI", "staging") == "2001-02-03T04:05:06+00:00"
     assert git(fixed, "fsck", "--strict", "--no-dangling") == ""
+
+
+TOGETHER = """\
+version: 1
+project: {{base: main, into: staging, parallel: 2}}
+backlogs:
+  work:
+    items:
+      - {{id: one, run: "{one} && touch $GAS_TEST_SYNC/one && {wait} two"}}
+      - {{id: two, run: "{two} && touch $GAS_TEST_SYNC/two && {wait} one"}}
+"""
+WAIT = "while [ ! -e $GAS_TEST_SYNC/$0 ]; do sleep 0.01; done; :"
+
+
+@pytest.mark.parametrize(("one", "two", "merge_tree"), [
+    ("mkdir -p x && echo 1 > x/one", "mkdir -p y && echo 2 > y/two", False),
+    ("sed -i 1s/.*/ONE/ shared.txt", "sed -i 9s/.*/NINE/ shared.txt", True),
+], ids=["different-files", "same-file"])
+def test_beads_started_together_merge_onto_each_other(tmp_path: Path, gas, one: str, two: str,
+                                                      merge_tree: bool,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both beads start from one base (each waits for the other before it ends), so the
+    second merges onto a tip the first moved. Beads that changed different files merge
+    without a git process (gastown.objects); the same file goes to `git merge-tree`, which
+    merges its two changes."""
+    gasfile = TOGETHER.format(one=one, two=two, wait="sh -c '" + WAIT + "'")
+    shared = "".join(f"line {n}\n" for n in range(1, 10))
+    repo = make_repo(tmp_path / "repo", {"Gasfile.yaml": gasfile, "shared.txt": shared})
+    (tmp_path / "sync").mkdir()
+    monkeypatch.setenv("GAS_TEST_SYNC", str(tmp_path / "sync"))
+    calls = git_calls(tmp_path, monkeypatch)
+    result = gas(repo, "build")
+    assert result.code == 0, result
+    used = {git_command(line) for line in calls.read_text().splitlines() if line.strip()}
+    assert ("merge-tree" in used) is merge_tree
+    assert sorted(trailers(repo)) == ["one", "two"]
+    # the second merge's bead started where the first merge's did, not on it
+    assert git(repo, "rev-parse", "staging^2^") == git(repo, "rev-parse", "staging~1^2^")
+    if merge_tree:
+        text = git(repo, "show", "staging:shared.txt").splitlines()
+        assert (text[0], text[8]) == ("ONE", "NINE")
+    else:
+        assert git(repo, "show", "staging:x/one") == "1"
+        assert git(repo, "show", "staging:y/two") == "2"
+    assert git(repo, "fsck", "--strict", "--no-dangling") == ""
 
 
 # -- batch: N ---------------------------------------------------------------------------------

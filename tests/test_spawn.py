@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,70 @@ def test_exited_tells_a_running_process_from_an_ended_one_and_reaps_it() -> None
     finally:
         proc.kill()
         proc.wait()
+
+
+SLEEPER = [sys.executable, "-c", "import time\nwhile True: time.sleep(1)"]
+
+
+def _ticks_past(start: int) -> None:
+    """Wait until the clock sweep() compares starttimes with has ticked past `start`."""
+    hz = os.sysconf("SC_CLK_TCK")
+    while time.clock_gettime_ns(time.CLOCK_BOOTTIME) * hz // 1_000_000_000 <= start:
+        pass
+
+
+def _with_pid(pid: int, env: dict[str, str]) -> subprocess.Popen[bytes] | None:
+    """A sleeper given the pid `pid` (the kernel hands out the one after ns_last_pid), or None
+    where that cannot be asked for (no privilege) or another process took it first."""
+    for _ in range(5):
+        try:
+            Path("/proc/sys/kernel/ns_last_pid").write_text(str(pid - 1))
+        except OSError:
+            return None
+        proc = subprocess.Popen(SLEEPER, env=env, start_new_session=True)
+        if proc.pid == pid:
+            return proc
+        proc.kill()
+        proc.wait()
+    return None
+
+
+def test_a_new_process_with_the_pid_of_one_seen_before_is_read_as_new() -> None:
+    """Sweeps read a process's stat once and hold the process by a pidfd; when it ends and
+    its pid goes to a new process, the new one's stat is read: an escaped process is never
+    hidden behind the older starttime of a process that had its pid."""
+    old = subprocess.Popen(SLEEPER)
+    try:
+        spawn.sweep(f"nothing-{os.getpid()}")
+        if old.pid not in spawn._seen.held:
+            pytest.skip("no pidfds here: every reading reads every stat")
+        _ticks_past(spawn.started_at(old.pid))
+    finally:
+        old.kill()
+        old.wait()
+    marker = f"reused-{os.getpid()}"
+    new = _with_pid(old.pid, {**os.environ, spawn.MARKER: marker})
+    if new is None:
+        pytest.skip("a pid cannot be handed out again on demand here")
+    try:
+        assert spawn.sweep(marker, since=spawn.started_at(new.pid)) == 1
+        assert new.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        new.kill()
+        new.wait()
+
+
+def test_a_process_seen_before_is_let_go_once_it_ends() -> None:
+    proc = subprocess.Popen(SLEEPER)
+    try:
+        spawn.sweep(f"nothing-{os.getpid()}")
+        held = spawn._seen.held.get(proc.pid)
+        if held is None:
+            pytest.skip("no pidfds here: every reading reads every stat")
+        assert held[1] == spawn.started_at(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+    spawn.sweep(f"nothing-{os.getpid()}")
+    assert proc.pid not in spawn._seen.held
+    assert held[0] not in spawn._seen.pids

@@ -359,6 +359,22 @@ def test_the_pool_is_bounded(root: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         git(root, "branch", "-D", f"gas/b{n}")
 
 
+def test_a_return_to_a_full_pool_is_not_scrubbed(root: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worktree the pool has no room for is deleted without being scrubbed first (its pool
+    slot is taken before the scrub)."""
+    monkeypatch.setattr(worktrees, "POOL_SIZE", 1)
+    first, second = (worktrees.add(root, f"b{n}", "main", branch=None) for n in range(2))
+    worktrees.remove(root, first)
+    (second / "untracked.txt").write_text("a git clean would delete this\n")
+    calls = git_calls(tmp_path, monkeypatch)
+    worktrees.remove(root, second)
+    assert "clean" not in [git_command(line) for line in calls.read_text().splitlines()]
+    assert not second.exists()
+    assert len(pooled(root)) == 1
+    assert len(registered(root)) == 2
+
+
 def test_a_stale_bead_worktree_is_replaced(root: Path) -> None:
     """add() over a worktree a stopped build left at the bead's path starts clean."""
     tree = worktrees.add(root, "one", "main", branch="gas/one")
@@ -640,9 +656,10 @@ def test_a_worktree_with_a_submodule_checked_out_is_not_pooled(tmp_path: Path) -
 
 def test_the_work_stat_is_the_diff_from_the_base(root: Path, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    """commit_all says what changed from the base: from the summary `git commit` prints when
-    the commit sits right on the base, from `git diff` when the polecat committed itself (or
-    git speaks another language)."""
+    """commit_all says what changed from the base: when the commit sits right on the base,
+    gastown.objects commits and the long-lived `git diff-tree` gives the stat (no `git commit`,
+    no `git diff`); when the polecat committed itself, git commits and `git diff` says (the
+    summary `git commit` prints, when it speaks English)."""
     base = git(root, "rev-parse", "main")
     fresh = worktrees.add(root, "fresh", base, branch="gas/fresh")
     (fresh / "src" / "app.py").write_text("a\nb\nc\n")
@@ -651,7 +668,7 @@ def test_the_work_stat_is_the_diff_from_the_base(root: Path, tmp_path: Path,
     calls = git_calls(tmp_path, monkeypatch)
     stat = worktrees.commit_all(fresh, "work", base)
     used = [git_command(line) for line in calls.read_text().splitlines()]
-    assert [c for c in used if c != "config"] == ["add", "commit"]  # no diff
+    assert [c for c in used if c not in ("config", "var")] == ["add", "diff-tree"]
     monkeypatch.undo()
     assert stat == worktrees.numstat(git(root, "diff", "--numstat", base, "gas/fresh"))
     assert stat[0] == 3
@@ -691,3 +708,102 @@ def test_a_return_whose_move_is_ending_counts_once(root: Path,
         assert worktrees._free_slot(root, keep=2) is None
     finally:
         worktrees._arriving.clear()
+
+
+def _git_would_prune(root: Path) -> bool:
+    return git(root, "worktree", "prune", "--dry-run", "--verbose") != ""
+
+
+def _stale_by(root: Path, tmp_path: Path, how: str) -> None:
+    """A registration of a user's worktree `theirs` left stale (or in a shape git's prune keeps)
+    in one of the ways `how` names."""
+    theirs = tmp_path / "theirs"
+    git(root, "worktree", "add", "-q", "--detach", str(theirs), "main")
+    admin = Path(git(theirs, "rev-parse", "--absolute-git-dir"))
+    if how == "directory gone":
+        shutil.rmtree(theirs)
+    elif how == "gitdir empty":
+        (admin / "gitdir").write_text("\n")
+    elif how == "gitdir missing":
+        (admin / "gitdir").unlink()
+    elif how == "gitdir names a directory":
+        (admin / "gitdir").write_text(f"{theirs}\n")  # there, though not the `.git` file
+    elif how == "gitdir relative":
+        (admin / "gitdir").write_text(os.path.relpath(theirs / ".git", admin) + "\n")
+    elif how == "duplicate":
+        shutil.copytree(admin, admin.with_name("theirs-again"))
+    elif how == "not a directory":
+        (admin.parent / "stray").write_text("x\n")
+    elif how == "locked and gone":
+        git(root, "worktree", "lock", str(theirs))
+        shutil.rmtree(theirs)
+
+
+@pytest.mark.parametrize("how", ["sound", "directory gone", "gitdir empty", "gitdir missing",
+                                 "gitdir names a directory", "gitdir relative", "duplicate",
+                                 "not a directory", "locked and gone"])
+def test_git_prunes_worktrees_whenever_it_has_anything_to_prune(
+        root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """prune() runs `git worktree prune` only when git may have something to do: whenever
+    git's own dry run would prune a registration, and in every case not plainly sound (a
+    `gitdir` naming a directory, or a relative path, say); a pooled worktree and sound (or
+    locked) registrations cost no process."""
+    worktrees.remove(root, worktrees.add(root, "one", "main", branch="gas/one"))
+    _stale_by(root, tmp_path, how)
+    would = _git_would_prune(root)
+    calls = git_calls(tmp_path, monkeypatch)
+    worktrees.prune(root)
+    ran = "worktree" in [git_command(line) for line in calls.read_text().splitlines()]
+    assert ran == (how not in ("sound", "locked and gone")), how
+    assert ran or not would
+    assert not _git_would_prune(root)
+    assert [str(p) for p in pooled(root)] == registered(root)[1:2]
+
+
+def test_an_empty_worktrees_dir_is_left_to_git(root: Path) -> None:
+    """git's prune removes an empty worktrees/ directory: prune() has git do it."""
+    admins = root / ".git" / "worktrees"
+    admins.mkdir()
+    worktrees.prune(root)
+    assert not admins.exists()
+
+
+def test_bead_branches_agree_with_git(root: Path, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read from the ref files when each is a plain loose ref naming a loose object; git
+    lists them (and leaves out what it does not list) otherwise."""
+    def listed() -> list[str]:
+        out = git(root, "for-each-ref", "--format=%(refname)", "refs/heads/gas/")
+        return [ref.removeprefix("refs/heads/gas/") for ref in out.split()]
+
+    assert worktrees.bead_branches(root) == [] == listed()
+    for name in ("b-2", "b1", "nested/b.3", "b1.x"):
+        git(root, "branch", f"gas/{name}", "main")
+    calls = git_calls(tmp_path, monkeypatch)
+    assert worktrees.bead_branches(root) == listed()
+    heads = root / ".git" / "refs" / "heads" / "gas"
+    (heads / "b9.lock").write_text("a ref being written\n")
+    assert worktrees.bead_branches(root) == listed()
+    assert calls.read_text().count("for-each-ref") == 2  # the two listed() above
+    (heads / "broken").write_text("not an id\n")  # left out
+    (heads / "gone").write_text("1" * 40 + "\n")  # no such object: some gits list it
+    assert worktrees.bead_branches(root) == listed()
+    assert "broken" not in listed()
+    (heads / "broken").unlink()
+    (heads / "gone").unlink()
+    git(root, "pack-refs", "--all")
+    git(root, "branch", "gas/later", "main")
+    assert worktrees.bead_branches(root) == listed()
+    assert "later" in listed() and "b1" in listed()
+
+
+def test_identity_fallbacks_only_for_what_is_not_configured(
+        root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("AUTHOR", "COMMITTER"):
+        for part in ("NAME", "EMAIL"):
+            monkeypatch.delenv(f"GIT_{key}_{part}")
+    git(root, "config", "user.name", "Someone")
+    git(root, "config", "user.email", "")
+    gitmod.read_settings(root)
+    assert worktrees.identity_env(root) == {"GIT_AUTHOR_EMAIL": "gastown@localhost",
+                                            "GIT_COMMITTER_EMAIL": "gastown@localhost"}

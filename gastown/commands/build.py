@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from gastown import costs, git, lifecycle, runners, spawn, worktrees
+from gastown import costs, git, lifecycle, objects, runners, spawn, worktrees
 from gastown import ledger as ledger_mod
 from gastown.bead import Bead, State
 from gastown.commands.common import Loaded, add_gasfile_option, load
@@ -51,7 +51,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     console = _console(args)
-    loaded = load(gasfile=args.gasfile, read_ledger=True)
+    loaded = load(gasfile=args.gasfile, read_ledger=True,
+                  prefetch=None if args.dry_run else git.read_settings)
     _override_models(loaded, args)
     _preflight(loaded, args)
     ledger = loaded.ledger
@@ -106,9 +107,10 @@ def _preflight(loaded: Loaded, args: argparse.Namespace) -> None:
 
 def _build(loaded: Loaded, ledger: Ledger, console: Console, only: list[str],
            args: argparse.Namespace, started: float) -> int:
+    trailers = _trailers_soon(loaded.root, loaded.gasfile.project.into)
     floor = _open_floor(loaded, ledger, console, args)
     loaded.plan.remember()  # the next compile renders only beads whose definition changed
-    _reconcile(floor)
+    _reconcile(floor, trailers())
     runset = plan_run(loaded.plan, ledger.load(), only=only, force=args.force)
     if runset.order:  # a no-op build builds no graph
         from gastown.graph.priority import priorities
@@ -185,6 +187,7 @@ def _execute(floor: Floor, runset: RunSet, args: argparse.Namespace) -> tuple[li
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         floor.refinery.close()
+        objects.close_all()
         with contextlib.suppress(Exception):  # said by _flush_ledger() unless this is a crash
             floor.ledger.flush()
         if runset.order:
@@ -246,12 +249,22 @@ def _override_models(loaded: Loaded, args: argparse.Namespace) -> None:
                 bead.roles[role] = dataclasses.replace(bead.roles[role], model=model)
 
 
-def _reconcile(floor: Floor) -> None:
-    """A merge that landed but whose ledger record did not is recorded, not redone; then what
-    a killed build left of merged beads (worktrees, branches) is removed."""
+def _trailers_soon(root: Path, into: str) -> Callable[[], dict[str, tuple[str, str]]]:
+    """merged_trailers() of `into`, read by git while the floor opens (we hold the build lock:
+    nothing moves `into` meanwhile); read once it is open when `into` is not a loose ref yet
+    (_open_floor makes a missing one at the base, whose trailers count)."""
+    if git.read_ref(f"refs/heads/{into}", root) is None:
+        return lambda: merged_trailers(root, into)
+    return git.Soon(merged_trailers, root, into).get
+
+
+def _reconcile(floor: Floor, trailers: dict[str, tuple[str, str]]) -> None:
+    """A merge that landed but whose ledger record did not (its `trailers` on the integration
+    branch) is recorded, not redone; then what a killed build left of merged beads
+    (worktrees, branches) is removed."""
     into = floor.plan.gasfile.project.into
     fixes = []
-    for bead_id, (fingerprint, commit) in merged_trailers(floor.root, into).items():
+    for bead_id, (fingerprint, commit) in trailers.items():
         record = floor.ledger.get(bead_id)
         bead = floor.plan.beads.get(bead_id)
         if bead is None or fingerprint != bead.fingerprint:

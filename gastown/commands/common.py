@@ -1,6 +1,7 @@
 """What several commands do first: find the repo, load the Gasfile, compile the plan."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,9 +20,13 @@ class Loaded:
 
 
 def load(cwd: Path | None = None, gasfile: str | None = None, *,
-         read_ledger: bool = False) -> Loaded:
-    """With `read_ledger`, git reads the ledger's records while the Mayor compiles."""
+         read_ledger: bool = False, prefetch: Callable[[Path], object] | None = None) -> Loaded:
+    """With `read_ledger`, git reads the ledger's records while the Mayor compiles;
+    `prefetch` is called with the repository's root as soon as it is found (to have git read
+    in the background what the command needs next)."""
     root = find_root(cwd or Path.cwd())
+    if prefetch is not None:
+        prefetch(root)
     path = Path(gasfile) if gasfile else find_gasfile(root)
     if not path.is_absolute():
         path = root / path

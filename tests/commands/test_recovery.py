@@ -23,6 +23,23 @@ def test_merge_landed_but_record_lost_is_recovered_not_redone(tmp_path: Path, ga
     assert [b["state"] for b in status["beads"]] == ["merged", "merged"]
 
 
+def test_trailers_on_the_base_of_a_new_integration_branch_are_recovered(tmp_path: Path,
+                                                                       gas) -> None:
+    """The integration branch is made at the base when it is missing, and the merges the
+    base carries count (read after it is made)."""
+    repo = make_repo(tmp_path / "repo", {"Gasfile.yaml": TWO_BEADS})
+    assert gas(repo, "build").code == 0
+    git(repo, "reset", "-q", "--hard", "staging")  # main takes the merges
+    git(repo, "branch", "-D", "staging")
+    first = git(repo, "rev-list", "--max-parents=0", "gt-ledger")
+    git(repo, "update-ref", "refs/heads/gt-ledger", first)  # and no record of them
+    result = gas(repo, "build")
+    assert result.code == 0, result
+    assert "[Mayor] Created integration branch staging at main" in result.out
+    assert "[Mayor] Recovered 2 merged bead(s) from staging" in result.out
+    assert "Beads dispatched: 0" in result.out
+
+
 TOML = '''\
 version = 1
 [project]

@@ -1,0 +1,498 @@
+"""git objects gastown makes without a git process each: a bead's commit from its worktree's
+index, and the merge of a bead whose files nothing else touched.
+
+A wave of beads ends together and each needs its work committed and merged; one git process
+per step costs 2-3 ms of CPU here and queues with the rest. So after `git add -A` the tree
+and commit are written here (what `git commit` writes), the diff stat comes from one
+long-lived `git diff-tree --stdin`, and a merge whose two sides only added or changed
+different files is the tip's tree with the bead's files in it (what `git merge-tree` gives
+then). Anything else, or anything this module does not follow exactly, goes to git.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import struct
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import IO
+
+from gastown import git
+
+TREE_MODE = 0o40000
+GITLINK_MODE = 0o160000
+INDEX_LIMIT = 256 * 1024  # bytes: a larger index is committed by git (faster there)
+# Hooks `git commit --no-verify` still runs: with one of them, git makes the commit.
+COMMIT_HOOKS = ("prepare-commit-msg", "post-commit", "post-index-change", "reference-transaction")
+
+Tree = dict[bytes, tuple[int, bytes]]  # name -> (mode, raw id)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One path of a diff: `status` as `git diff-tree --raw` gives it (A, M, D, T, R...)."""
+
+    status: str
+    path: bytes
+    mode: int  # the new side's
+    oid: str  # the new side's
+
+
+@dataclass(frozen=True)
+class Diff:
+    changes: tuple[Change, ...]
+    stat: tuple[int, int, int]  # files, insertions, deletions
+
+
+NONE = Diff((), (0, 0, 0))
+
+
+# -- the index -------------------------------------------------------------------------------
+
+def read_index(path: Path, oid_size: int) -> list[tuple[bytes, int, bytes]] | None:
+    """(path, mode, raw id) of every entry of a plain version 2 or 3 index; None where git
+    must be asked: a large or split index, a conflict (stage > 0), an entry marked
+    assume-valid, skip-worktree or intent-to-add, or anything not followed to its end."""
+    try:
+        if path.stat().st_size > INDEX_LIMIT:
+            return None
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if len(data) < 12 or data[:4] != b"DIRC" or struct.unpack(">I", data[4:8])[0] not in (2, 3):
+        return None
+    entries, pos = _entries(data, struct.unpack(">I", data[8:12])[0], oid_size)
+    if entries is None or not _extensions_ok(data, pos, oid_size):
+        return None
+    return entries
+
+
+def _entries(data: bytes, count: int, oid_size: int
+             ) -> tuple[list[tuple[bytes, int, bytes]] | None, int]:
+    pos, found = 12, []
+    for _ in range(count):
+        head = pos + 40 + oid_size
+        if head + 2 > len(data):
+            return None, pos
+        mode = struct.unpack(">I", data[pos + 24:pos + 28])[0]
+        flags = struct.unpack(">H", data[head:head + 2])[0]
+        name = head + 2
+        if flags & 0x4000:  # extended flags: any of them (skip-worktree, intent-to-add)
+            return None, pos
+        if flags & 0xB000:  # assume-valid, or stage > 0
+            return None, pos
+        end = data.find(b"\0", name)
+        if end < 0 or (flags & 0xFFF) not in (end - name, 0xFFF):
+            return None, pos
+        found.append((data[name:end], mode, data[pos + 40:head]))
+        pos += (end - pos + 8) // 8 * 8
+    return found, pos
+
+
+def _extensions_ok(data: bytes, pos: int, oid_size: int) -> bool:
+    """Whatever follows the entries is extensions that do not change them (a split index's
+    `link` or a sparse index's `sdir` do), then the checksum."""
+    while pos + 8 <= len(data) - oid_size:
+        signature, size = data[pos:pos + 4], struct.unpack(">I", data[pos + 4:pos + 8])[0]
+        if not b"A" <= signature[:1] <= b"Z":  # one git requires us to understand
+            return False
+        pos += 8 + size
+    return pos == len(data) - oid_size
+
+
+# -- trees -----------------------------------------------------------------------------------
+
+def tree_body(tree: Tree) -> bytes:
+    """A tree object's content: entries sorted as git sorts them (a subtree's name compares
+    as if it ended in '/')."""
+    def key(name: bytes) -> bytes:
+        return name + b"/" if tree[name][0] == TREE_MODE else name
+
+    return b"".join(b"%o %s\0%s" % (tree[name][0], name, tree[name][1])
+                    for name in sorted(tree, key=key))
+
+
+def parse_tree(body: bytes, oid_size: int) -> Tree:
+    tree: Tree = {}
+    pos = 0
+    while pos < len(body):
+        space = body.index(b" ", pos)
+        nul = body.index(b"\0", space)
+        tree[body[space + 1:nul]] = (int(body[pos:space], 8), body[nul + 1:nul + 1 + oid_size])
+        pos = nul + 1 + oid_size
+    return tree
+
+
+def write_index_tree(entries: Iterable[tuple[bytes, int, bytes]], objects: Path,
+                     hex_size: int) -> str:
+    """What `git write-tree` writes for these index entries; the root tree's id."""
+    root: dict[bytes, object] = {}
+    for path, mode, oid in entries:
+        *parents, name = path.split(b"/")
+        node = root
+        for part in parents:
+            node = node.setdefault(part, {})  # type: ignore[assignment]
+        node[name] = (mode, oid)
+    written: list[tuple[str, bytes]] = []
+    oid = _nested(root, written, hex_size)
+    git.store(written, into=objects, hex_size=hex_size)
+    return oid.hex()
+
+
+def _nested(node: dict[bytes, object], written: list[tuple[str, bytes]], hex_size: int) -> bytes:
+    tree: Tree = {}
+    for name, value in node.items():
+        if isinstance(value, dict):
+            tree[name] = (TREE_MODE, _nested(value, written, hex_size))
+        else:
+            tree[name] = value  # type: ignore[assignment]
+    body = tree_body(tree)
+    written.append(("tree", body))
+    return bytes.fromhex(git.object_id("tree", body, hex_size))
+
+
+# -- commits ---------------------------------------------------------------------------------
+
+class Committer:
+    """Commits as `git commit-tree` makes them (the identity `git var` gives, the time now),
+    written as loose objects. `native` when git must make them: signing
+    (commit.gpgSign), another encoding (i18n.commitEncoding), a date fixed by
+    GIT_AUTHOR_DATE/GIT_COMMITTER_DATE, per-worktree config."""
+
+    def __init__(self, root: Path, env: Mapping[str, str], common: Path) -> None:
+        self.root, self.env, self.common = root, dict(env), common
+        self.config = dict(line.split("=", 1) for line in
+                           git.out("var", "-l", cwd=root, env=self.env).splitlines()
+                           if "=" in line)
+        self.author = self.config.get("GIT_AUTHOR_IDENT", "").rsplit(" ", 2)
+        self.committer = self.config.get("GIT_COMMITTER_IDENT", "").rsplit(" ", 2)
+        self.native = (
+            _true(self.config.get("commit.gpgsign", "false"))
+            or self.config.get("i18n.commitencoding", "utf-8").lower() not in ("utf-8", "utf8")
+            or _true(self.config.get("extensions.worktreeconfig", "false"))
+            or any(key in {**git.clean_env(), **self.env}
+                   for key in ("GIT_AUTHOR_DATE", "GIT_COMMITTER_DATE"))
+            or len(self.author) != 3 or len(self.committer) != 3)
+
+    def make(self, tree: str, parents: list[str], message: str) -> str:
+        if self.native:
+            flags = [arg for parent in parents for arg in ("-p", parent)]
+            return git.out("commit-tree", tree, *flags, cwd=self.root, input=message,
+                           env=self.env)
+        when = str(int(time.time()))
+        author = f"{self.author[0]} {when} {self.author[2]}"
+        committer = f"{self.committer[0]} {when} {self.committer[2]}"
+        body = "".join([f"tree {tree}\n", *(f"parent {oid}\n" for oid in parents),
+                        f"author {author}\n", f"committer {committer}\n\n", message])
+        [commit] = git.store([("commit", body.encode())], into=self.common / "objects",
+                             hex_size=len(tree))
+        return commit
+
+    @property
+    def hooked(self) -> bool:
+        """A hook that `git commit --no-verify` would run exists: git must commit."""
+        configured = self.config.get("core.hookspath")
+        hooks = Path(os.path.expanduser(configured)) if configured else self.common / "hooks"
+        if not hooks.is_absolute():
+            hooks = self.root / hooks
+        return any(os.access(hooks / name, os.X_OK) for name in COMMIT_HOOKS)
+
+
+def _true(value: str) -> bool:
+    return value.lower() in ("true", "yes", "on", "1")
+
+
+@cache
+def committer(top: Path, env: tuple[tuple[str, str], ...], common: Path) -> Committer:
+    """One Committer per repository (and identity environment) per process."""
+    return Committer(top, dict(env), common)
+
+
+def cleanup_message(message: str) -> str:
+    """The message as `git commit -m` stores it (--cleanup=whitespace): trailing whitespace
+    and leading, trailing and repeated blank lines gone, one newline at the end."""
+    lines: list[str] = []
+    blank = False
+    for line in message.splitlines():
+        line = line.rstrip()
+        if not line:
+            blank = bool(lines)
+            continue
+        if blank:
+            lines.append("")
+        lines.append(line)
+        blank = False
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def move_branch(worktree: Path, old: str, new: str) -> bool:
+    """The branch checked out in `worktree` moved from `old` to `new` as git moves a loose
+    ref (a lock file made exclusively, the value checked under it, renamed into place);
+    False, with nothing changed, where git must do it: HEAD detached or not at `old`, a
+    packed or reftable ref, a reflog to append to, the lock taken."""
+    found = git.dirs(worktree)
+    if found is None:
+        return False
+    gitdir, common = found
+    try:
+        ref = (gitdir / "HEAD").read_text("ascii").strip().removeprefix("ref: ")
+    except (OSError, UnicodeDecodeError):
+        return False
+    if not ref.startswith("refs/heads/") or git.read_ref(ref, worktree) != old:
+        return False
+    if any(p.exists() for p in (common / "logs" / ref, gitdir / "logs" / "HEAD")):
+        return False
+    path = common / ref
+    lock = path.with_name(path.name + ".lock")
+    try:
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError:
+        return False
+    try:
+        with os.fdopen(fd, "w") as out:
+            if git.read_ref(ref, worktree) != old:
+                return False
+            out.write(new + "\n")
+        os.replace(lock, path)
+        return True
+    except OSError:
+        return False
+    finally:
+        if lock.exists():
+            lock.unlink()
+
+
+# -- long-lived git readers ------------------------------------------------------------------
+
+class _Batch:
+    """A long-lived git process answering one request per line, under a lock; started on
+    first use, ended by close()."""
+
+    def __init__(self, root: Path, args: list[str]) -> None:
+        self.root, self.args = root, args
+        self.lock = threading.Lock()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def _started(self) -> subprocess.Popen[bytes]:
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = subprocess.Popen(["git", *self.args], cwd=self.root, env=git.clean_env(),
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=subprocess.DEVNULL)
+        return self.proc
+
+    def close(self) -> None:
+        with self.lock:
+            if self.proc is not None:
+                for stream in (self.proc.stdin, self.proc.stdout):
+                    if stream is not None:
+                        stream.close()
+                self.proc.wait()
+                self.proc = None
+
+    def _kill(self) -> None:
+        """After an answer not understood: the next request starts a new process."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+class Differ(_Batch):
+    """`git diff-tree --stdin`: the changes and diff stat between two commits."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root, ["diff-tree", "--stdin", "-r", "-M", "--raw", "--numstat", "-z",
+                                "--always"])
+
+    def diff(self, old: str, new: str) -> Diff | None:
+        """`old`..`new` (None when git could not tell)."""
+        with self.lock:
+            try:
+                proc = self._started()
+                assert proc.stdin is not None and proc.stdout is not None
+                # The second line asks for `old` against itself: its header (--always prints
+                # one even for no change) ends the first answer.
+                proc.stdin.write(f"{new} {old}\n{old} {old}\n".encode())
+                proc.stdin.flush()
+                return _read_diff(_Tokens(proc.stdout), new, old)
+            except (OSError, ValueError):
+                self._kill()
+                return None
+
+
+class _Tokens:
+    """NUL-terminated tokens from a stream, read as they arrive."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+        self.buffer = b""
+
+    def next(self) -> bytes:
+        while (end := self.buffer.find(b"\0")) < 0:
+            more = self.stream.read1(65536)  # type: ignore[attr-defined]
+            if not more:
+                raise ValueError("git diff-tree ended")
+            self.buffer += more
+        token, self.buffer = self.buffer[:end], self.buffer[end + 1:]
+        return token
+
+
+def _read_diff(tokens: _Tokens, new: str, old: str) -> Diff:
+    """The answer to `new old`, up to the header of the `old old` that follows it."""
+    if tokens.next() != new.encode():
+        raise ValueError("unexpected diff-tree answer")
+    changes: list[Change] = []
+    files = ins = dels = 0
+    while (token := tokens.next()) != old.encode():
+        if token.startswith(b":"):
+            meta = token[1:].split(b" ")
+            status = meta[4].decode()[:1]
+            path = tokens.next()
+            if status in ("R", "C"):
+                path = tokens.next()
+            changes.append(Change(status, path, int(meta[1], 8), meta[3].decode()))
+            continue
+        added, deleted, name = token.split(b"\t", 2)
+        if not name:  # a rename: the two paths follow
+            tokens.next()
+            tokens.next()
+        files += 1
+        ins += int(added) if added.isdigit() else 0
+        dels += int(deleted) if deleted.isdigit() else 0
+    return Diff(tuple(changes), (files, ins, dels))
+
+
+class Reader(_Batch):
+    """`git cat-file --batch`: objects by id."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root, ["cat-file", "--batch"])
+
+    def read(self, oid: str) -> tuple[str, bytes] | None:
+        """(type, content), or None when missing or git could not tell."""
+        with self.lock:
+            try:
+                proc = self._started()
+                assert proc.stdin is not None and proc.stdout is not None
+                proc.stdin.write(f"{oid}\n".encode())
+                proc.stdin.flush()
+                header = proc.stdout.readline().split()
+                if len(header) != 3:
+                    return None
+                body = proc.stdout.read(int(header[2]) + 1)[:-1]
+                return header[1].decode(), body
+            except (OSError, ValueError):
+                self._kill()
+                return None
+
+
+_lock = threading.Lock()
+_open: dict[tuple[type[_Batch], Path], _Batch] = {}
+
+
+def differ(root: Path) -> Differ:
+    return _one(Differ, root)  # type: ignore[return-value]
+
+
+def reader(root: Path) -> Reader:
+    return _one(Reader, root)  # type: ignore[return-value]
+
+
+def _one(kind: type[_Batch], root: Path) -> _Batch:
+    with _lock:
+        if (kind, root) not in _open:
+            _open[(kind, root)] = kind(root)  # type: ignore[call-arg]
+        return _open[(kind, root)]
+
+
+def close_all() -> None:
+    """End the long-lived git processes (a build does as it ends)."""
+    with _lock:
+        batches = list(_open.values())
+        _open.clear()
+    for batch in batches:
+        batch.close()
+    committer.cache_clear()  # the next build reads the identity and config again
+
+
+atexit.register(close_all)
+
+
+# -- merging what touched different files ----------------------------------------------------
+
+_made: dict[str, tuple[str, Diff]] = {}  # a bead commit made here -> (its parent, its diff)
+MADE_LIMIT = 4096
+
+
+def remember(commit: str, parent: str, diff: Diff) -> None:
+    """`commit` (made here on `parent`) may be merged by merge_onto()."""
+    if len(_made) > MADE_LIMIT:
+        _made.clear()
+    _made[commit] = (parent, diff)
+
+
+def made(commit: str) -> tuple[str, Diff] | None:
+    return _made.get(commit)
+
+
+def disjoint(ours: Iterable[Change], theirs: Iterable[Change]) -> bool:
+    """Both sides only added or changed files (no deletion, hence no rename for a merge to
+    follow; no submodule), and no path of one is a path, or a directory of a path, of the
+    other: a three-way merge then takes each side's files as they are."""
+    sides = [list(ours), list(theirs)]
+    if any(c.status not in ("A", "M", "T") or c.mode == GITLINK_MODE for s in sides for c in s):
+        return False
+    paths = [{c.path for c in side} for side in sides]
+    dirs = [{p[:i] for p in side for i, b in enumerate(p) if b == 0x2F} for side in paths]
+    return not (paths[0] & paths[1] or paths[0] & dirs[1] or paths[1] & dirs[0])
+
+
+def apply(read: Callable[[bytes], Tree | None], root: bytes, changes: Iterable[Change],
+          objects: Path, hex_size: int) -> str | None:
+    """The tree `root` (raw id) with `changes` (added or changed files) in it, written; its
+    id. None when a tree on the way cannot be read or is not a tree."""
+    trees: dict[bytes, Tree] = {}  # directory path (b"" the root) -> its entries, changed
+
+    def tree_at(path: bytes, oid: bytes | None) -> Tree | None:
+        if path not in trees:
+            found = {} if oid is None else read(oid)
+            if found is None:
+                return None
+            trees[path] = dict(found)
+        return trees[path]
+
+    if tree_at(b"", root) is None:
+        return None
+    for change in changes:
+        *parents, name = change.path.split(b"/")
+        where = b""
+        for part in parents:
+            entry = trees[where].get(part)
+            if entry is not None and entry[0] != TREE_MODE:
+                return None
+            child = where + b"/" + part if where else part
+            if tree_at(child, entry[1] if entry else None) is None:
+                return None
+            where = child
+        trees[where][name] = (change.mode, bytes.fromhex(change.oid))
+    return _write_up(trees, objects, hex_size)
+
+
+def _write_up(trees: dict[bytes, Tree], objects: Path, hex_size: int) -> str:
+    """Write the changed trees deepest first, each into its parent; the root's id."""
+    written: list[tuple[str, bytes]] = []
+    oid = b""
+    for path in sorted(trees, key=lambda p: -p.count(b"/") - (p != b"")):
+        body = tree_body(trees[path])
+        written.append(("tree", body))
+        oid = bytes.fromhex(git.object_id("tree", body, hex_size))
+        if path:
+            parent, _, name = path.rpartition(b"/")
+            trees[parent][name] = (TREE_MODE, oid)
+    git.store(written, into=objects, hex_size=hex_size)
+    return oid.hex()
