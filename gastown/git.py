@@ -132,6 +132,11 @@ def ref_in(ref: str, gitdir: str, common: str) -> str | None:
     return text if len(text) in (40, 64) and _HEX.issuperset(text) else None
 
 
+def plain_ref(ref: str) -> bool:
+    """A ref name gastown may read and write as the file of that name."""
+    return _plain_ref(ref)
+
+
 @lru_cache(maxsize=4096)
 def _plain_ref(ref: str) -> bool:
     """A name whose file path is the name itself (nothing `..`, doubled or special in it)."""
@@ -276,8 +281,9 @@ class Soon(Generic[T]):
 
 
 # What a build reads of the repository's configuration, in one process: the committer
-# identity (worktrees.identity_env) and what decides `gc --auto` (maintain()).
-SETTINGS = r"^(user\.(name|email)|gc\.(auto|autopacklimit))$"
+# identity (worktrees.identity_env), what decides `gc --auto` (maintain()) and where hooks are
+# (worktrees.hooks_absent).
+SETTINGS = r"^(user\.(name|email)|gc\.(auto|autopacklimit)|core\.hookspath)$"
 
 
 class Settings(NamedTuple):

@@ -11,6 +11,7 @@ so it survives a crash; an entry a crash left unsound is deleted, never used.
 """
 from __future__ import annotations
 
+import contextlib
 import locale
 import os
 import re
@@ -82,6 +83,9 @@ _admin = _SharedLock()
 # themselves run outside it, in parallel: a wave of beads starting at once would queue here).
 _pool_lock = threading.Lock()
 _claiming: set[str] = set()  # pooled worktrees being moved out
+_preparing: set[str] = set()  # pooled worktrees prepare() is checking out
+_prepared: dict[str, str] = {}  # pooled worktree -> the commit prepare() checked it out at
+_pool_changed = threading.Condition(_pool_lock)  # a prepare() of one ended
 _arriving: set[str] = set()  # pool slots a worktree is being moved into
 
 # What a worktree's own git dir keeps when it changes hands; the rest is the last owner's
@@ -185,7 +189,7 @@ def remove(root: Path, path: Path, *, keep: int | None = None) -> None:
 
 def _from_pool(root: Path, path: Path, start: str, branch: str | None) -> bool:
     try:
-        admin = _claim(root, path)
+        admin = _claim(root, path, start)
         if admin is None:
             return False
         _refresh(path, start, branch, admin)
@@ -204,11 +208,12 @@ def _fresh(root: Path, path: Path, start: str, branch: str | None) -> None:
     git.run(*NO_REFLOG, "checkout", "--force", "--quiet", cwd=path, env=_confined(path))
 
 
-def _claim(root: Path, path: Path) -> str | None:
-    """Move a sound pooled worktree to `path`: its admin dir; None when the pool has none."""
+def _claim(root: Path, path: Path, start: str | None = None) -> str | None:
+    """Move a sound pooled worktree (one prepared at `start` if any) to `path`: its admin
+    dir; None when the pool has none."""
     doomed: list[Path] = []
     claimed: str | None = None
-    while claimed is None and (entry := _take(root)) is not None:
+    while claimed is None and (entry := _take(root, start)) is not None:
         try:
             with _admin.shared():
                 links = _sound_links(root, entry)
@@ -235,9 +240,12 @@ def _refresh(path: Path, start: str, branch: str | None, admin: str) -> None:
     starting at once waits for it). `admin` is its admin dir, as its claim found it."""
     env = _confined(path)
     scrubbed = _marked_clean(admin)
+    ready = scrubbed and branch is not None and _ready_at(admin) == start
     if not scrubbed:
         _check_flags(path, admin)
     _forget_operations(path, admin)  # the CLEAN mark goes too: this owner may leave anything
+    if ready and _branch_here(path, admin, branch or "", start):
+        return
     target = ["--ignore-other-worktrees", "-B", branch, start] if branch else ["--detach", start]
     git.run(*NO_REFLOG, "checkout", "--force", "--quiet", "--no-recurse-submodules", *target,
             cwd=path, env=env)
@@ -356,10 +364,25 @@ def _scrub(path: Path, admin: str) -> None:
 
 
 def _marked_clean(admin: str) -> bool:
+    return _mark(admin) is not None
+
+
+def _ready_at(admin: str) -> str | None:
+    """The commit a prepare() checked this scrubbed worktree out at, detached, if one did."""
+    mark = _mark(admin)
+    return mark[6:-1].decode("ascii") if mark and mark != b"clean\n" else None
+
+
+def _mark(admin: str) -> bytes | None:
+    """The CLEAN mark: "clean", or "clean <commit>" after prepare()."""
     try:
-        return _read_bytes(os.path.join(admin, CLEAN), 64) == b"clean\n"
+        mark = _read_bytes(os.path.join(admin, CLEAN), 128)
     except OSError:
-        return False
+        return None
+    if mark == b"clean\n" or (mark.startswith(b"clean ") and mark.endswith(b"\n")
+                              and len(mark) in (47, 71)):
+        return mark
+    return None
 
 
 def _forget_operations(path: Path, admin: str) -> None:
@@ -422,16 +445,110 @@ def _detach(path: Path, admin: str) -> bool:
     return True
 
 
-def _take(root: Path) -> Path | None:
-    """A pooled worktree no other thread is claiming, now this thread's to claim."""
-    with _pool_lock:
-        pool = pool_dir(root)
-        busy = _in_pool(pool, _claiming | _arriving)
-        name = next((name for name in _pool_names(root) or () if name not in busy), None)
-        if name is None:
-            return None
-        _claiming.add(str(entry := pool / name))
-        return entry
+def _take(root: Path, start: str | None = None) -> Path | None:
+    """A pooled worktree no other thread is claiming, now this thread's to claim: one
+    prepare() checked out at `start` if there is one; while the only ones left are being
+    prepared, one of those once it is."""
+    with _pool_changed:
+        while True:
+            pool = pool_dir(root)
+            busy = _in_pool(pool, _claiming | _arriving | _preparing)
+            names = [name for name in _pool_names(root) or () if name not in busy]
+            if names:
+                name = next((n for n in names if _prepared.get(str(pool / n)) == start),
+                            names[0])
+                _claiming.add(str(entry := pool / name))
+                _prepared.pop(str(entry), None)
+                return entry
+            if not _in_pool(pool, _preparing):
+                return None
+            _pool_changed.wait()
+
+
+def prepare(root: Path, start: str, count: int) -> threading.Thread:
+    """Check out up to `count` scrubbed pooled worktrees at `start` (detached) on a thread of
+    its own, one after the other, ahead of the beads that will claim them: a bead starting
+    from `start` that claims one then only puts it on its branch, with no git process. Its
+    mark says at which commit (a later change to the worktree, or a claim, clears it)."""
+    thread = threading.Thread(target=_prepare, args=(root, start, count), daemon=True,
+                              name="pool-prepare")
+    thread.start()
+    return thread
+
+
+def _prepare(root: Path, start: str, count: int) -> None:
+    for _ in range(count):
+        with _pool_changed:
+            pool = pool_dir(root)
+            busy = _in_pool(pool, _claiming | _arriving | _preparing)
+            name = next((n for n in _pool_names(root) or () if n not in busy
+                         and str(pool / n) not in _prepared), None)
+            if name is None:
+                return
+            _preparing.add(str(entry := pool / name))
+        try:
+            if _checked_out_ahead(root, entry, start):
+                _prepared[str(entry)] = start
+        except (git.GitError, OSError, _Unsound):
+            pass  # its claimer checks it out, or deletes it, itself
+        finally:
+            with _pool_changed:
+                _preparing.discard(str(entry))
+                _pool_changed.notify_all()
+
+
+def _checked_out_ahead(root: Path, entry: Path, start: str) -> bool:
+    links = _sound_links(root, entry)
+    if links is None or not _marked_clean(links.admin) or not hooks_absent(
+            root, ("post-checkout", "reference-transaction")):
+        return False
+    git.run(*NO_REFLOG, "checkout", "--force", "--quiet", "--no-recurse-submodules",
+            "--detach", start, cwd=entry, env=_confined(entry))
+    _write(os.path.join(links.admin, CLEAN), b"clean %s\n" % start.encode("ascii"))
+    return True
+
+
+def _branch_here(path: Path, admin: str, branch: str, start: str) -> bool:
+    """What `git checkout -B <branch> <start>` does in a clean worktree already at `start`
+    (detached, index fresh): the branch made or reset at `start` (a lock file made
+    exclusively, renamed into place) and HEAD on it. False, with HEAD unchanged, where git
+    must do it: HEAD elsewhere, reftable, a reflog git would write to, the lock taken."""
+    common = git.common_of(admin)
+    ref = f"refs/heads/{branch}"
+    if common is None or git.ref_in("HEAD", admin, common) != start \
+            or not git.plain_ref(ref) or os.path.exists(os.path.join(common, "reftable")) \
+            or os.path.exists(os.path.join(common, "logs", ref)):
+        return False
+    target = os.path.join(common, ref)
+    lock = target + ".lock"
+    try:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError:
+        return False
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(start.encode("ascii") + b"\n")
+        os.replace(lock, target)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(lock)
+        return False
+    _replace(Path(admin) / "HEAD", f"ref: {ref}")
+    return True
+
+
+def hooks_absent(root: Path, names: tuple[str, ...]) -> bool:
+    """None of these hooks exists for the repository at `root` (its core.hooksPath, if it
+    is set to an absolute path, else its hooks dir); False when that cannot be told."""
+    configured = [value for key, value in git.settings(root).entries
+                  if key == "core.hookspath"]
+    if configured and (configured[-1] is None or not os.path.isabs(
+            os.path.expanduser(configured[-1]))):
+        return False
+    hooks = os.path.expanduser(configured[-1]) if configured and configured[-1] else \
+        os.path.join(common_dir(root), "hooks")
+    return not any(os.path.exists(os.path.join(hooks, name)) for name in names)
 
 
 def _free_slot(root: Path, keep: int | None) -> Path | None:

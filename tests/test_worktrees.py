@@ -133,6 +133,48 @@ def test_a_pooled_worktree_has_exactly_the_next_beads_base(root: Path) -> None:
     assert worktrees.leftovers(root) == ["two"]
 
 
+def test_a_worktree_prepared_at_the_base_needs_no_git_process(
+        root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """prepare() checks pooled worktrees out at the base ahead of their beads: a bead
+    starting there gets one on its branch with no git process, exactly at its base; a bead
+    starting elsewhere gets one checked out as always."""
+    base = git(root, "rev-parse", "main")
+    for name in ("one", "two"):
+        tree = worktrees.add(root, name, base, branch=f"gas/{name}")
+        dirty_everything(tree)
+        worktrees.remove(root, tree)
+        git(root, "branch", "-D", f"gas/{name}")
+    new_base = commit_on_main(root, {"src/app.py": "print('merged')\n"})
+    worktrees.prepare(root, new_base, 5).join()
+    calls = git_calls(tmp_path, monkeypatch)
+    ready = worktrees.add(root, "ready", new_base, branch="gas/ready")
+    assert [git_command(line) for line in calls.read_text().splitlines()] == []
+    monkeypatch.undo()
+    assert_exactly(ready, new_base, "gas/ready")
+    assert git(ready, "symbolic-ref", "HEAD") == "refs/heads/gas/ready"
+    newer = commit_on_main(root, {"src/app.py": "print('newer')\n"})
+    other = worktrees.add(root, "other", newer, branch="gas/other")
+    assert_exactly(other, newer, "gas/other")
+
+
+def test_no_worktree_is_prepared_when_a_checkout_hook_would_run(root: Path,
+                                                                tmp_path: Path) -> None:
+    """A post-checkout hook runs at every checkout git makes: prepare() leaves the pool."""
+    base = git(root, "rev-parse", "main")
+    tree = worktrees.add(root, "one", base, branch="gas/one")
+    worktrees.remove(root, tree)
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "post-checkout").write_text("#!/bin/sh\n")
+    (hooks / "post-checkout").chmod(0o755)
+    git(root, "config", "core.hooksPath", str(hooks))
+    gitmod.read_settings(root)
+    worktrees.prepare(root, base, 5).join()
+    admins = [gitmod.dirs(p) for p in pooled(root)]
+    assert admins and all(worktrees._ready_at(os.path.realpath(found[0])) is None
+                          for found in admins if found)
+
+
 def test_a_detached_add_from_the_pool(root: Path) -> None:
     tree = worktrees.add(root, "one", "main", branch="gas/one")
     dirty_everything(tree)

@@ -113,6 +113,9 @@ def _build(loaded: Loaded, ledger: Ledger, console: Console, only: list[str],
     _reconcile(floor, trailers())
     runset = plan_run(loaded.plan, ledger.load(), only=only, force=args.force)
     if runset.order:  # a no-op build builds no graph
+        # the first beads' worktrees checked out while doit loads and starts them
+        worktrees.prepare(floor.root, floor.refinery.base(),
+                          min(_cap(loaded.plan, args), len(runset.order)))
         from gastown.graph.priority import priorities
 
         running = set(runset.order)
