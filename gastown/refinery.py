@@ -77,7 +77,8 @@ class Refinery:
         # else in it): a cherry-pick that succeeded leaves it so, and then needs no reset.
         self.clean_at: str | None = None
         self.commits: objects.Committer | None = None  # made on the first merge
-        self.lineage: dict[str, tuple[str, str]] = {}  # a merge made here -> (its tip, tree)
+        # a merge made here -> (its tip, its tree, what it brought when made without git)
+        self.lineage: dict[str, tuple[str, str, tuple[objects.Change, ...] | None]] = {}
 
     def tip(self) -> str:
         tip = git.rev(f"refs/heads/{self.into}", cwd=self.root)
@@ -217,7 +218,8 @@ class Refinery:
         cost of `git merge` in a worktree; merge hooks do not run)."""
         head = heads[ticket.branch]
         if (tree := self._trivially(tip, head)) is not None:
-            return self._commit(tree, tip, head, ticket), None
+            made = objects.made(head)
+            return self._commit(tree, tip, head, ticket, made[1].changes if made else None), None
         proc = git.run("merge-tree", "--write-tree", "--name-only", "--no-messages", tip,
                        head, cwd=self.root, check=False)
         lines = proc.stdout.splitlines()
@@ -229,7 +231,8 @@ class Refinery:
             return None, f"merge conflict with {self.into} in {', '.join(names)}"
         return self._commit(lines[0], tip, head, ticket), None
 
-    def _commit(self, tree: str, tip: str, head: str, ticket: _Ticket) -> str:
+    def _commit(self, tree: str, tip: str, head: str, ticket: _Ticket,
+                changes: tuple[objects.Change, ...] | None = None) -> str:
         """The bead's merge (or squash) commit on `tip`, remembered as made on it."""
         merge = self.strategy == "merge"
         parents = [tip, head] if merge else [tip]
@@ -240,7 +243,7 @@ class Refinery:
                    for p in parents]
         commit = self.commits.make(tree, parents, merge_message(ticket.bead, "Merge " if merge
                                                                  else ""))
-        self.lineage[commit] = (tip, tree)
+        self.lineage[commit] = (tip, tree, changes)
         return commit
 
     def _trivially(self, tip: str, head: str) -> str | None:
@@ -248,11 +251,16 @@ class Refinery:
         on a base this refinery's merges lead from to `tip`) and what merged since its base
         changed different files (objects.disjoint); None to ask `git merge-tree`."""
         made = objects.made(head)
-        if made is None or not self._descends(tip, made[0]):
+        if made is None:
             return None
         base, ours = made
-        theirs = objects.differ(self.root).diff(base, tip) if tip != base else objects.NONE
-        if theirs is None or not objects.disjoint(ours.changes, theirs.changes):
+        descends, theirs = self._merged_since(base, tip)
+        if not descends:
+            return None
+        if theirs is None:  # a merge on the way was git's: ask git what changed
+            found = objects.differ(self.root).diff(base, tip)
+            theirs = list(found.changes) if found else None
+        if theirs is None or not objects.disjoint(ours.changes, theirs):
             return None
         root = self._tree(tip)
         if root is None:
@@ -260,15 +268,19 @@ class Refinery:
         return objects.apply(self._read_tree, bytes.fromhex(root), ours.changes,
                              worktrees.common_dir(self.root) / "objects", len(tip))
 
-    def _descends(self, tip: str, base: str) -> bool:
-        """`tip` is `base`, or reached from it by merge commits this refinery made."""
+    def _merged_since(self, base: str, tip: str) -> tuple[bool, list[objects.Change] | None]:
+        """Whether `tip` is `base` or reached from it by merge commits this refinery made,
+        and what those merges brought when each was made here without git (every path they
+        changed, as a diff from `base` to `tip` would list it or more)."""
+        brought: list[objects.Change] | None = []
         for _ in range(len(self.lineage) + 1):
             if tip == base:
-                return True
+                return True, brought
             if tip not in self.lineage:
-                return False
-            tip = self.lineage[tip][0]
-        return False
+                return False, None
+            tip, _, changes = self.lineage[tip]
+            brought = None if brought is None or changes is None else [*brought, *changes]
+        return False, None
 
     def _tree(self, commit: str) -> str | None:
         if commit in self.lineage:

@@ -113,6 +113,36 @@ def test_beads_started_together_merge_onto_each_other(tmp_path: Path, gas, one: 
     assert git(repo, "fsck", "--strict", "--no-dangling") == ""
 
 
+THREE = """\
+version: 1
+project: {base: main, into: staging, parallel: 3}
+backlogs:
+  work:
+    items:
+      - {id: one, run: "sed -i 1s/.*/ONE/ shared.txt && touch $S/one && sh -c 'WAIT' two"}
+      - {id: two, run: "sed -i 9s/.*/NINE/ shared.txt && touch $S/two && sh -c 'WAIT' three"}
+      - {id: three, run: "echo 3 > three.txt && touch $S/three && sh -c 'WAIT' one"}
+"""
+
+
+def test_merges_by_git_and_without_it_follow_each_other(tmp_path: Path, gas,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three beads from one base, two of them on the same file: whatever order they merge
+    in, some merges made by git and some without it, every change lands once."""
+    shared = "".join(f"line {n}\n" for n in range(1, 10))
+    repo = make_repo(tmp_path / "repo", {"Gasfile.yaml": THREE.replace("WAIT", WAIT).replace(
+                                             "$S/", "$GAS_TEST_SYNC/"),
+                                         "shared.txt": shared})
+    (tmp_path / "sync").mkdir()
+    monkeypatch.setenv("GAS_TEST_SYNC", str(tmp_path / "sync"))
+    assert gas(repo, "build").code == 0
+    assert sorted(trailers(repo)) == ["one", "three", "two"]
+    text = git(repo, "show", "staging:shared.txt").splitlines()
+    assert (text[0], text[8]) == ("ONE", "NINE")
+    assert git(repo, "show", "staging:three.txt") == "3"
+    assert git(repo, "fsck", "--strict", "--no-dangling") == ""
+
+
 # -- batch: N ---------------------------------------------------------------------------------
 # The CI script records each run (the beads it tested, from GAS_BEADS) and fails when the
 # planted bead's file is in the tree. Its first run holds on until every bead is approved (it
