@@ -132,16 +132,55 @@ def ref_in(ref: str, gitdir: str, common: str) -> str | None:
     return text if len(text) in (40, 64) and _HEX.issuperset(text) else None
 
 
-def plain_ref(ref: str) -> bool:
-    """A ref name gastown may read and write as the file of that name."""
-    return _plain_ref(ref)
-
-
 @lru_cache(maxsize=4096)
 def _plain_ref(ref: str) -> bool:
     """A name whose file path is the name itself (nothing `..`, doubled or special in it)."""
     return bool(_LOOSE_REF.fullmatch(ref)) and not any(
         part in ref for part in ("..", "//", "/.", ".lock")) and not ref.endswith(("/", "."))
+
+
+def write_loose_ref(common: str | Path, ref: str, new: str, old: str | None = None) -> bool:
+    """The branch `ref` set to `new` as git sets a loose ref: its lock file made exclusively,
+    the value checked under it when `old` is given, renamed into place. False, with nothing
+    changed, where git must do it: a name that is not a plain branch, reftable, a reflog git
+    would append to, the lock taken, another value than `old` (or a packed one)."""
+    target = os.path.join(common, ref)
+    if not ref.startswith("refs/heads/") or not _plain_ref(ref) or any(
+            os.path.exists(os.path.join(common, p)) for p in ("reftable", f"logs/{ref}")):
+        return False
+    lock = target + ".lock"
+    try:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError:
+        return False
+    try:
+        try:
+            if old is not None and read_text(target, "ascii").strip() != old:
+                return False
+            write_all(fd, f"{new}\n".encode("ascii"))
+        finally:
+            os.close(fd)
+        os.replace(lock, target)
+        return True
+    except (OSError, UnicodeDecodeError):
+        return False
+    finally:
+        if os.path.lexists(lock):
+            os.unlink(lock)
+
+
+def hooks_absent(root: str | Path, names: tuple[str, ...]) -> bool:
+    """None of these hooks exists for the repository at `root` (in its core.hooksPath when
+    that is an absolute path, else in its hooks dir); False when that cannot be told."""
+    configured = [value for key, value in settings(root).entries if key == "core.hookspath"]
+    found = _dirs(os.fspath(root))
+    if found is None or (configured and (
+            configured[-1] is None or not os.path.isabs(os.path.expanduser(configured[-1])))):
+        return False
+    hooks = os.path.expanduser(configured[-1]) if configured and configured[-1] else \
+        os.path.join(found[1], "hooks")
+    return not any(os.path.lexists(os.path.join(hooks, name)) for name in names)
 
 
 def dirs(cwd: Path) -> tuple[Path, Path] | None:
@@ -180,15 +219,22 @@ def common_of(gitdir: str) -> str | None:
 def read_text(path: str | Path, encoding: str | None = None) -> str:
     """What `Path(path).read_text(encoding)` returns, with os calls and no file objects: for
     the small files git keeps (refs, `.git` links, a worktree's admin files)."""
+    text = read_bytes(path).decode(encoding or locale.getpreferredencoding(False))
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+
+
+def read_bytes(path: str | Path, limit: int | None = None) -> bytes:
+    """The file's bytes, read with os calls and no file object; b"" when it is larger than
+    `limit`."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        chunks = [os.read(fd, 4096)]
+        size = os.fstat(fd).st_size
+        chunks = [os.read(fd, size + 1)] if limit is None or size <= limit else [b""]
         while chunks[-1]:
             chunks.append(os.read(fd, 65536))
     finally:
         os.close(fd)
-    text = b"".join(chunks).decode(encoding or locale.getpreferredencoding(False))
-    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+    return b"".join(chunks)
 
 
 def object_id(kind: str, body: bytes, hex_size: int = 40) -> str:
@@ -282,7 +328,7 @@ class Soon(Generic[T]):
 
 # What a build reads of the repository's configuration, in one process: the committer
 # identity (worktrees.identity_env), what decides `gc --auto` (maintain()) and where hooks are
-# (worktrees.hooks_absent).
+# (hooks_absent).
 SETTINGS = r"^(user\.(name|email)|gc\.(auto|autopacklimit)|core\.hookspath)$"
 
 

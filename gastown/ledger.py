@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gastown import git
+from gastown import git, objects
 from gastown.errors import GasError
 from gastown.worktrees import common_dir
 
@@ -506,13 +506,9 @@ class _TreeCache:
 
 
 def _tree_body(tree: Entries) -> bytes:
-    """A tree object's content (entries sorted as git sorts them: a subtree's name compares
-    as if it ended in '/')."""
-    def key(name: str) -> bytes:
-        return name.encode() + (b"/" if tree[name][0] == _TREE else b"")
-
-    return b"".join(f"{tree[name][0]} {name}".encode() + b"\0" + bytes.fromhex(tree[name][1])
-                    for name in sorted(tree, key=key))
+    """A tree object's content (objects.tree_body of these str entries)."""
+    return objects.tree_body({name.encode(): (int(mode, 8), bytes.fromhex(oid))
+                              for name, (mode, oid) in tree.items()})
 
 
 def _commit_object(tree: str, parent: str | None, message: str) -> bytes:
@@ -598,16 +594,9 @@ def _by_shard(changes: dict[str, str]) -> dict[str, Entries]:
 
 
 def _entries(tree: bytes | None, oid_size: int) -> Entries:
-    """The entries of a raw tree object ({} for a missing tree)."""
-    entries: Entries = {}
-    pos = 0
-    while tree and pos < len(tree):
-        space = tree.index(b" ", pos)
-        nul = tree.index(b"\0", space)
-        oid = tree[nul + 1:nul + 1 + oid_size].hex()
-        entries[tree[space + 1:nul].decode()] = (tree[pos:space].decode(), oid)
-        pos = nul + 1 + oid_size
-    return entries
+    """The entries of a raw tree object ({} for a missing tree), as str."""
+    return {name.decode(): (f"{mode:o}", oid.hex())
+            for name, (mode, oid) in objects.parse_tree(tree or b"", oid_size).items()}
 
 
 def _check_meta(meta: bytes | None, ref: str) -> None:

@@ -11,7 +11,6 @@ then). Anything else, or anything this module does not follow exactly, goes to g
 from __future__ import annotations
 
 import atexit
-import os
 import struct
 import subprocess
 import threading
@@ -54,54 +53,81 @@ NONE = Diff((), (0, 0, 0))
 
 # -- the index -------------------------------------------------------------------------------
 
-def read_index(path: Path, oid_size: int) -> list[tuple[bytes, int, bytes]] | None:
-    """(path, mode, raw id) of every entry of a plain version 2 or 3 index; None where git
-    must be asked: a large or split index, a conflict (stage > 0), an entry marked
-    assume-valid, skip-worktree or intent-to-add, or anything not followed to its end."""
+@dataclass
+class Index:
+    """What a version 2 or 3 index holds (gitformat-index)."""
+
+    entries: list[tuple[bytes, int, bytes]]  # (path, mode, raw id), in the index's order
+    flagged: bool  # an entry is marked assume-valid or skip-worktree
+    plain: bool  # no conflict (stage > 0), no entry with extended flags (intent-to-add...)
+
+    @property
+    def paths(self) -> set[bytes]:
+        return {entry[0] for entry in self.entries}
+
+
+def parse_index(path: str | Path, oid_size: int | None = None) -> Index | None:
+    """The index at `path`; None where git should be asked: a large or newer index, an
+    extension git requires readers to understand (a split or sparse index), or anything not
+    followed to its end exactly. `oid_size` (20 or 32) when known, else whichever fits."""
     try:
-        if path.stat().st_size > INDEX_LIMIT:
-            return None
-        data = path.read_bytes()
+        data = git.read_bytes(path, INDEX_LIMIT)
     except OSError:
         return None
-    if len(data) < 12 or data[:4] != b"DIRC" or struct.unpack(">I", data[4:8])[0] not in (2, 3):
+    if len(data) < 12 or data[:4] != b"DIRC":
         return None
-    entries, pos = _entries(data, struct.unpack(">I", data[8:12])[0], oid_size)
-    if entries is None or not _extensions_ok(data, pos, oid_size):
+    version, count = struct.unpack(">II", data[4:12])
+    if version not in (2, 3):
         return None
-    return entries
+    for size in (oid_size,) if oid_size else (20, 32):
+        found = _walk_index(data, count, size)
+        if found is not None:
+            return found
+    return None
 
 
-def _entries(data: bytes, count: int, oid_size: int
-             ) -> tuple[list[tuple[bytes, int, bytes]] | None, int]:
-    pos, found = 12, []
+def read_index(path: Path, oid_size: int) -> list[tuple[bytes, int, bytes]] | None:
+    """The entries of a plain index nothing in is flagged: what gastown commits itself."""
+    index = parse_index(path, oid_size)
+    return index.entries if index and index.plain and not index.flagged else None
+
+
+_U16 = struct.Struct(">H").unpack_from
+_U32 = struct.Struct(">I").unpack_from
+
+
+def _walk_index(data: bytes, count: int, oid_size: int) -> Index | None:
+    pos, size, entries, flagged, unplain = 12, len(data), [], 0, 0
     for _ in range(count):
-        head = pos + 40 + oid_size
-        if head + 2 > len(data):
-            return None, pos
-        mode = struct.unpack(">I", data[pos + 24:pos + 28])[0]
-        flags = struct.unpack(">H", data[head:head + 2])[0]
+        head = pos + 40 + oid_size  # ctime mtime dev ino mode uid gid size, then the id
+        if head + 2 > size:
+            return None
+        flags = _U16(data, head)[0]
         name = head + 2
-        if flags & 0x4000:  # extended flags: any of them (skip-worktree, intent-to-add)
-            return None, pos
-        if flags & 0xB000:  # assume-valid, or stage > 0
-            return None, pos
+        if flags & 0x4000:  # extended flags (version 3): skip-worktree 0x4000, i-t-a 0x2000
+            extended = _U16(data, name)[0]
+            flagged |= extended & 0x4000
+            unplain |= extended
+            name += 2
+        flagged |= flags & 0x8000  # assume-valid
+        unplain |= flags & 0x3000  # stage
         end = data.find(b"\0", name)
         if end < 0 or (flags & 0xFFF) not in (end - name, 0xFFF):
-            return None, pos
-        found.append((data[name:end], mode, data[pos + 40:head]))
-        pos += (end - pos + 8) // 8 * 8
-    return found, pos
+            return None
+        entries.append((data[name:end], _U32(data, pos + 24)[0], data[pos + 40:head]))
+        pos += (end - pos + 8) // 8 * 8  # entries are NUL-padded to a multiple of 8 bytes
+    if not _extensions_ok(data, pos, oid_size):
+        return None
+    return Index(entries, bool(flagged), not unplain)
 
 
 def _extensions_ok(data: bytes, pos: int, oid_size: int) -> bool:
-    """Whatever follows the entries is extensions that do not change them (a split index's
-    `link` or a sparse index's `sdir` do), then the checksum."""
+    """Whatever follows the entries is extensions readers may skip (an uppercase signature:
+    not a split index's `link` or a sparse index's `sdir`), then the checksum."""
     while pos + 8 <= len(data) - oid_size:
-        signature, size = data[pos:pos + 4], struct.unpack(">I", data[pos + 4:pos + 8])[0]
-        if not b"A" <= signature[:1] <= b"Z":  # one git requires us to understand
+        if not b"A" <= data[pos:pos + 1] <= b"Z":
             return False
-        pos += 8 + size
+        pos += 8 + _U32(data, pos + 4)[0]
     return pos == len(data) - oid_size
 
 
@@ -196,11 +222,7 @@ class Committer:
     @property
     def hooked(self) -> bool:
         """A hook that `git commit --no-verify` would run exists: git must commit."""
-        configured = self.config.get("core.hookspath")
-        hooks = Path(os.path.expanduser(configured)) if configured else self.common / "hooks"
-        if not hooks.is_absolute():
-            hooks = self.root / hooks
-        return any(os.access(hooks / name, os.X_OK) for name in COMMIT_HOOKS)
+        return not git.hooks_absent(self.root, COMMIT_HOOKS)
 
 
 def _true(value: str) -> bool:
@@ -232,9 +254,8 @@ def cleanup_message(message: str) -> str:
 
 def move_branch(worktree: Path, old: str, new: str) -> bool:
     """The branch checked out in `worktree` moved from `old` to `new` as git moves a loose
-    ref (a lock file made exclusively, the value checked under it, renamed into place);
-    False, with nothing changed, where git must do it: HEAD detached or not at `old`, a
-    packed or reftable ref, a reflog to append to, the lock taken."""
+    ref (git.write_loose_ref); False, with nothing changed, where git must do it: HEAD
+    detached, a reflog of HEAD to append to, or anything write_loose_ref leaves to git."""
     found = git.dirs(worktree)
     if found is None:
         return False
@@ -243,28 +264,8 @@ def move_branch(worktree: Path, old: str, new: str) -> bool:
         ref = (gitdir / "HEAD").read_text("ascii").strip().removeprefix("ref: ")
     except (OSError, UnicodeDecodeError):
         return False
-    if not ref.startswith("refs/heads/") or git.read_ref(ref, worktree) != old:
-        return False
-    if any(p.exists() for p in (common / "logs" / ref, gitdir / "logs" / "HEAD")):
-        return False
-    path = common / ref
-    lock = path.with_name(path.name + ".lock")
-    try:
-        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except OSError:
-        return False
-    try:
-        with os.fdopen(fd, "w") as out:
-            if git.read_ref(ref, worktree) != old:
-                return False
-            out.write(new + "\n")
-        os.replace(lock, path)
-        return True
-    except OSError:
-        return False
-    finally:
-        if lock.exists():
-            lock.unlink()
+    return not (gitdir / "logs" / "HEAD").exists() and \
+        git.write_loose_ref(common, ref, new, old)
 
 
 # -- long-lived git readers ------------------------------------------------------------------

@@ -11,12 +11,10 @@ so it survives a crash; an entry a crash left unsound is deleted, never used.
 """
 from __future__ import annotations
 
-import contextlib
 import locale
 import os
 import re
 import shutil
-import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -100,7 +98,6 @@ _ADMIN_EMPTIED = frozenset({CLEAN, "COMMIT_EDITMSG"})
 # (its story is in the ledger and the merge commit), and each reflog is two more files made
 # and deleted per bead.
 NO_REFLOG = ("-c", "core.logAllRefUpdates=false")
-INDEX_READ_LIMIT = 256 * 1024  # bytes: a larger index is checked by git (faster there)
 
 
 class _Unsound(Exception):
@@ -253,11 +250,11 @@ def _refresh(path: Path, start: str, branch: str | None, admin: str) -> None:
         git.run("clean", "-ffdxq", cwd=path, env=env)
 
 
-def _check_flags(path: Path, admin: str) -> _Index | None:
+def _check_flags(path: Path, admin: str) -> objects.Index | None:
     """No index entry is marked assume-unchanged or skip-worktree (checkout would trust such
     an entry's file as it is): read here for a small index (which is returned), by
     `git ls-files -v` else."""
-    index = _read_index(os.path.join(admin, "index"))
+    index = objects.parse_index(os.path.join(admin, "index"))
     flagged = index.flagged if index else None
     if flagged is None:
         tags = {line[:1] for line in git.out("ls-files", "-v", cwd=path,
@@ -266,54 +263,6 @@ def _check_flags(path: Path, admin: str) -> _Index | None:
     if flagged:
         raise _Unsound(f"{path}: index entries marked assume-unchanged or skip-worktree")
     return index
-
-
-@dataclass
-class _Index:
-    flagged: bool  # an entry is marked assume-valid or skip-worktree
-    paths: set[bytes]  # every entry's path
-
-
-def _read_index(index: str | Path) -> _Index | None:
-    """The entries of this version 2 or 3 index (gitformat-index); None when git should be
-    asked (a large or newer index, or one this reading does not follow to its end exactly)."""
-    try:
-        data = _read_bytes(index, INDEX_READ_LIMIT)
-    except OSError:
-        return None
-    if len(data) < 12 or data[:4] != b"DIRC":
-        return None
-    version, count = struct.unpack(">II", data[4:12])
-    if version not in (2, 3):
-        return None
-    for oid_size in (20, 32):  # sha1, sha256: whichever walks the entries exactly
-        found = _walk_index(data, count, oid_size)
-        if found is not None:
-            return found
-    return None
-
-
-_U16 = struct.Struct(">H").unpack_from
-
-
-def _walk_index(data: bytes, count: int, oid_size: int) -> _Index | None:
-    pos, size, paths, flagged = 12, len(data), set(), 0
-    for _ in range(count):
-        head = pos + 40 + oid_size  # ctime mtime dev ino mode uid gid size, then the id
-        if head + 2 > size:
-            return None
-        flags = _U16(data, head)[0]
-        name = head + 2
-        if flags & 0x4000:  # extended flags (version 3): skip-worktree is 0x4000
-            flagged |= _U16(data, name)[0] & 0x4000
-            name += 2
-        flagged |= flags & 0x8000  # assume-valid
-        end = data.find(b"\0", name)
-        if end < 0 or (flags & 0xFFF) not in (end - name, 0xFFF):
-            return None
-        paths.add(data[name:end])
-        pos += (end - pos + 8) // 8 * 8  # entries are NUL-padded to a multiple of 8 bytes
-    return _Index(bool(flagged), paths) if pos <= size else None
 
 
 def _untracked(top: Path, paths: set[bytes]) -> bool:
@@ -376,7 +325,7 @@ def _ready_at(admin: str) -> str | None:
 def _mark(admin: str) -> bytes | None:
     """The CLEAN mark: "clean", or "clean <commit>" after prepare()."""
     try:
-        mark = _read_bytes(os.path.join(admin, CLEAN), 128)
+        mark = git.read_bytes(os.path.join(admin, CLEAN), 128)
     except OSError:
         return None
     if mark == b"clean\n" or (mark.startswith(b"clean ") and mark.endswith(b"\n")
@@ -499,7 +448,7 @@ def _prepare(root: Path, start: str, count: int) -> None:
 
 def _checked_out_ahead(root: Path, entry: Path, start: str) -> bool:
     links = _sound_links(root, entry)
-    if links is None or not _marked_clean(links.admin) or not hooks_absent(
+    if links is None or not _marked_clean(links.admin) or not git.hooks_absent(
             root, ("post-checkout", "reference-transaction")):
         return False
     git.run(*NO_REFLOG, "checkout", "--force", "--quiet", "--no-recurse-submodules",
@@ -510,45 +459,14 @@ def _checked_out_ahead(root: Path, entry: Path, start: str) -> bool:
 
 def _branch_here(path: Path, admin: str, branch: str, start: str) -> bool:
     """What `git checkout -B <branch> <start>` does in a clean worktree already at `start`
-    (detached, index fresh): the branch made or reset at `start` (a lock file made
-    exclusively, renamed into place) and HEAD on it. False, with HEAD unchanged, where git
-    must do it: HEAD elsewhere, reftable, a reflog git would write to, the lock taken."""
+    (detached, index fresh): the branch made or reset at `start` (git.write_loose_ref) and
+    HEAD on it. False, with HEAD unchanged, where git must do it."""
     common = git.common_of(admin)
-    ref = f"refs/heads/{branch}"
-    if common is None or git.ref_in("HEAD", admin, common) != start \
-            or not git.plain_ref(ref) or os.path.exists(os.path.join(common, "reftable")) \
-            or os.path.exists(os.path.join(common, "logs", ref)):
+    if common is None or git.ref_in("HEAD", admin, common) != start or \
+            not git.write_loose_ref(common, f"refs/heads/{branch}", start):
         return False
-    target = os.path.join(common, ref)
-    lock = target + ".lock"
-    try:
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except OSError:
-        return False
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(start.encode("ascii") + b"\n")
-        os.replace(lock, target)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(lock)
-        return False
-    _replace(Path(admin) / "HEAD", f"ref: {ref}")
+    _replace(Path(admin) / "HEAD", f"ref: refs/heads/{branch}")
     return True
-
-
-def hooks_absent(root: Path, names: tuple[str, ...]) -> bool:
-    """None of these hooks exists for the repository at `root` (its core.hooksPath, if it
-    is set to an absolute path, else its hooks dir); False when that cannot be told."""
-    configured = [value for key, value in git.settings(root).entries
-                  if key == "core.hookspath"]
-    if configured and (configured[-1] is None or not os.path.isabs(
-            os.path.expanduser(configured[-1]))):
-        return False
-    hooks = os.path.expanduser(configured[-1]) if configured and configured[-1] else \
-        os.path.join(common_dir(root), "hooks")
-    return not any(os.path.exists(os.path.join(hooks, name)) for name in names)
 
 
 def _free_slot(root: Path, keep: int | None) -> Path | None:
@@ -614,19 +532,6 @@ def _write(path: str, data: bytes) -> None:
         git.write_all(fd, data)
     finally:
         os.close(fd)
-
-
-def _read_bytes(path: str | Path, limit: int) -> bytes:
-    """The file's bytes; b"" when it is larger than `limit`."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        size = os.fstat(fd).st_size
-        chunks = [os.read(fd, size + 1)] if size <= limit else [b""]
-        while chunks[-1]:
-            chunks.append(os.read(fd, 65536))
-    finally:
-        os.close(fd)
-    return b"".join(chunks)
 
 
 def _pool_entries(root: Path) -> list[Path]:

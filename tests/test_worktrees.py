@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gastown import git as gitmod
-from gastown import worktrees
+from gastown import objects, worktrees
 from tests.conftest import git, git_calls, git_command, make_repo
 
 BASE_FILES = {
@@ -325,7 +325,7 @@ def test_the_index_read_here_agrees_with_git(tmp_path: Path, object_format: str)
     index = repo / ".git" / "index"
 
     def read() -> tuple[bool, set[bytes]] | None:
-        found = worktrees._read_index(index)
+        found = objects.parse_index(index)
         return (found.flagged, found.paths) if found else None
 
     listed = set(git(repo, "-c", "core.quotePath=false", "ls-files").encode().splitlines())
@@ -361,7 +361,7 @@ def test_what_git_clean_would_delete_is_seen_here(root: Path, leftover: str) -> 
                                     (tree / "src").symlink_to("elsewhere")),
     }
     make[leftover]()
-    index = worktrees._read_index(Path(git(tree, "rev-parse", "--absolute-git-dir")) / "index")
+    index = objects.parse_index(Path(git(tree, "rev-parse", "--absolute-git-dir")) / "index")
     assert index is not None
     seen = worktrees._untracked(tree, index.paths)
     assert seen == (leftover != "nothing")
