@@ -6,17 +6,17 @@ import itertools
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gastown import desk, worktrees
 from gastown import ledger as ledger_mod
-from gastown import worktrees
 from gastown.bead import Bead, State
 from gastown.console import Console, RunStats
 from gastown.costs import CostBook
+from gastown.desk import Desk
 from gastown.ledger import Ledger
 from gastown.mayor import Plan
 from gastown.refinery import Refinery
@@ -118,53 +118,6 @@ class Slots:
         return heir if self.priority.get(heir, 0.0) > best_waiting else None
 
 
-class Stagger:
-    """Beads starting together get their worktrees a few at a time, one per core: a wave of
-    them doing it at once shares the cores and the GIL, so every one starts late, and they then
-    end together and pile up at the refinery. A few at a time, the first start at once and each
-    next one a few milliseconds later. Turns begin in the order asked for, each once fewer than
-    `width` are under way or the last one began `limit` seconds ago (a fresh checkout of a big
-    repository takes longer: those then overlap, `limit` apart). Measured on a 20-bead wave
-    (bench/overhead.py's, side by side): gastown's share 0.76 s all at once, 0.66 s one at a
-    time, 0.58 s two at a time on this 2-core machine's disk."""
-
-    def __init__(self, width: int | None = None, limit: float = 0.05) -> None:
-        self.width = max(1, width or os.cpu_count() or 1)
-        self.limit = limit
-        self._cond = threading.Condition()
-        self._asked = 0  # turns asked for
-        self._begun = 0  # turns begun (the next to begin is number _begun)
-        self._open = 0  # turns begun and not ended
-        self._since = 0.0  # when the last one began
-
-    @contextmanager
-    def turn(self) -> Iterator[None]:
-        with self._cond:
-            mine = self._asked
-            self._asked += 1
-            self._cond.notify_all()  # lets observers see the queue grow
-            while (wait := self._wait(mine)) != 0.0:
-                self._cond.wait(wait)
-            self._begun += 1
-            self._open += 1
-            self._since = time.monotonic()
-            self._cond.notify_all()  # the next turn's clock starts now
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._open -= 1
-                self._cond.notify_all()
-
-    def _wait(self, mine: int) -> float | None:
-        """0.0 when turn `mine` may begin, else how long to wait (None: until notified)."""
-        if self._begun != mine:
-            return None
-        if self._open < self.width:
-            return 0.0
-        return max(0.0, self._since + self.limit - time.monotonic())
-
-
 @dataclass
 class Floor:
     root: Path
@@ -178,7 +131,7 @@ class Floor:
     costs: CostBook = field(default_factory=CostBook)
     stopping: threading.Event = field(default_factory=threading.Event)  # kill running beads
     draining: threading.Event = field(default_factory=threading.Event)  # start no more beads
-    stagger: Stagger = field(default_factory=Stagger)
+    desk: Desk = field(default_factory=Desk)  # gastown's own work, a few beads at a time
 
     def wait_out_rate_limit(self, bead: Bead, actor: str, reason: str | None, waited: int,
                             started: float, timeout: float | None) -> bool:
@@ -188,7 +141,8 @@ class Floor:
             return False
         self.console.say(actor, f"WAIT {bead.id}: rate limited ({reason}); "
                                 f"trying again in {delay:g}s")
-        return not self.stopping.wait(delay)
+        with desk.away():
+            return not self.stopping.wait(delay)
 
     def log_file(self, bead: Bead) -> Path:
         return worktrees.state_dir(self.root) / "logs" / f"{bead.id}.log"

@@ -36,12 +36,13 @@ def run_bead(floor: Floor, bead: Bead) -> bool:
     floor.stats.start(bead.id)
     merged, reason = False, None
     try:
-        approved, reason = _lifecycle(floor, bead, actor)
-        if approved:
-            # The slot is for agent work: the next polecat starts while this bead merges.
-            floor.slots.pass_on(slot, bead.id)  # type: ignore[arg-type]
-            slot = None
-            merged = _refine(floor, bead, worktrees.worktree_dir(floor.root, bead.id))
+        with floor.desk.seat():  # left while its agent works (spawn.run) and it queues to merge
+            approved, reason = _lifecycle(floor, bead, actor)
+            if approved:
+                # The slot is for agent work: the next polecat starts while this bead merges.
+                floor.slots.pass_on(slot, bead.id)  # type: ignore[arg-type]
+                slot = None
+                merged = _refine(floor, bead, worktrees.worktree_dir(floor.root, bead.id))
     except Exception as exc:  # a bug or a broken repo must fail this bead, not the whole run
         reason = f"gastown error: {type(exc).__name__}: {exc}"
         import traceback  # only for a crash
@@ -64,9 +65,8 @@ def _lifecycle(floor: Floor, bead: Bead, actor: str) -> tuple[bool, str | None]:
     """The polecat and witness steps, with retries: (True, None) once approved."""
     branch = worktrees.branch_name(bead.id)
     before = (floor.ledger.get(bead.id) or {}).get("state")
-    with floor.stagger.turn():
-        base = floor.refinery.base()
-        tree = worktrees.add(floor.root, bead.id, base, branch=branch)
+    base = floor.refinery.base()
+    tree = worktrees.add(floor.root, bead.id, base, branch=branch)
     floor.console.say(actor, f"START {bead.id} \"{bead.title}\" from {base[:10]}")
     if before in UNFINISHED:
         floor.record(bead, State.RUNNING, f"restarted cleanly from {base[:12]}: the last build "

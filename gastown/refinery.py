@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import cache, partial
 from pathlib import Path
 
-from gastown import git, objects, spawn, worktrees
+from gastown import desk, git, objects, spawn, worktrees
 from gastown.bead import Bead
 
 TRAILER = "Gas-Bead"
@@ -106,7 +106,7 @@ class Refinery:
 
     def _next_batch(self, ticket: _Ticket) -> list[_Ticket] | None:
         """None once `ticket` is settled; else the next batch, for this thread to run."""
-        with self.cond:
+        with desk.away(), self.cond:  # while another bead's thread merges
             self.cond.wait_for(lambda: ticket.settled or not self.running)
             if ticket.settled:
                 return None

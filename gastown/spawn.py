@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from gastown import desk
+
 GRACE_SECONDS = 3.0
 TAIL_LINES = 40
 # Every process gastown starts, and all it starts in turn, inherit this variable: agents'
@@ -70,7 +72,8 @@ def run(
         reader = _Reader(proc, log, on_line, redact)
         reader.start()
         try:
-            killed = _wait(proc, reader, timeout, stall)
+            with desk.away():  # the desk is for gastown's own work, not the wait for this
+                killed = _wait(proc, reader, timeout, stall)
         finally:
             sweep(marker, since=born[1] if born else 0)
         reader.join()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 
-from gastown.floor import Slots, Stagger
+from gastown.floor import Slots
 
 
 def test_free_slot_goes_to_the_highest_priority_waiter() -> None:
@@ -97,74 +97,3 @@ def test_a_forfeited_hold_frees_the_slot() -> None:
     assert slots.free == []
     slots.forfeit("b")  # draining: b returns before taking a slot
     assert slots.take("other") == 1
-
-
-# -- the start stagger ------------------------------------------------------------------------
-
-class _Turns:
-    """Threads taking turns on one stagger; each stays inside its turn until let out."""
-
-    def __init__(self, stagger: Stagger) -> None:
-        self.stagger = stagger
-        self.log: list[str] = []
-        self.inside: dict[str, threading.Event] = {}
-        self.leave: dict[str, threading.Event] = {}
-        self.threads: dict[str, threading.Thread] = {}
-
-    def ask(self, name: str) -> None:
-        """`name` asks for a turn; returns once the stagger has counted the request."""
-        self.inside[name], self.leave[name] = threading.Event(), threading.Event()
-        asked = self.stagger._asked
-        self.threads[name] = threading.Thread(target=self._run, args=(name,))
-        self.threads[name].start()
-        with self.stagger._cond:
-            assert self.stagger._cond.wait_for(lambda: self.stagger._asked > asked, timeout=10)
-
-    def _run(self, name: str) -> None:
-        with self.stagger.turn():
-            self.log.append(f"{name} in")
-            self.inside[name].set()
-            self.leave[name].wait(timeout=10)
-            self.log.append(f"{name} out")
-
-    def is_in(self, name: str) -> bool:
-        return self.inside[name].wait(timeout=10)
-
-    def let_out(self, *names: str) -> None:
-        for name in names:
-            self.leave[name].set()
-            self.threads[name].join(timeout=10)
-
-
-def test_turns_begin_one_after_another_in_order() -> None:
-    turns = _Turns(Stagger(width=1, limit=60))
-    for name in "abc":
-        turns.ask(name)
-    assert turns.is_in("a")
-    turns.let_out("a", "b", "c")  # each may leave once in; the next begins only then
-    assert turns.log == ["a in", "a out", "b in", "b out", "c in", "c out"]
-
-
-def test_a_long_turn_lets_the_next_begin_after_the_limit() -> None:
-    """A turn that outlasts the limit (a fresh checkout of a big repository) holds up the
-    next one no longer than that."""
-    turns = _Turns(Stagger(width=1, limit=0.05))
-    turns.ask("a")
-    assert turns.is_in("a")
-    turns.ask("b")
-    assert turns.is_in("b"), "b waited for a to end"
-    assert turns.log == ["a in", "b in"]
-    turns.let_out("a", "b")
-
-
-def test_as_many_turns_at_once_as_the_width() -> None:
-    turns = _Turns(Stagger(width=2, limit=60))
-    turns.ask("a")
-    assert turns.is_in("a")
-    turns.ask("b")
-    assert turns.is_in("b"), "b waited although a alone was under way"
-    turns.ask("c")
-    turns.let_out("b")
-    assert turns.is_in("c")
-    assert turns.log == ["a in", "b in", "b out", "c in"]
-    turns.let_out("a", "c")
