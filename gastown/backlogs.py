@@ -7,14 +7,15 @@ import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
-import yaml
-
 from gastown.errors import GasError
-from gastown.gasfile import FORMATS, Backlog, Gasfile, yaml_problem
+from gastown.gasfile import FORMATS, Backlog, Gasfile
 from gastown.git import clean_env
+
+if TYPE_CHECKING:
+    import yaml
 
 COMMAND_TIMEOUT = 300.0
 SKIPPED_DIRS = frozenset({".git", ".gastown"})
@@ -153,6 +154,10 @@ def _jsonl_items(text: str, src: _Source) -> list[Item]:
 
 
 def _yaml_items(text: str, src: _Source) -> list[Item]:
+    import yaml  # only for a YAML backlog (a build without one never imports PyYAML)
+
+    from gastown.yamlwalk import yaml_problem
+
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
@@ -169,6 +174,8 @@ def _yaml_items(text: str, src: _Source) -> list[Item]:
 
 
 def _yaml_item_lines(node: yaml.Node | None, count: int) -> list[int | None]:
+    import yaml
+
     if isinstance(node, yaml.MappingNode):
         node = next((value for key, value in node.value
                      if isinstance(key, yaml.ScalarNode) and key.value == "items"), None)

@@ -1,19 +1,21 @@
 """The Gasfile: find it, parse YAML or TOML keeping line numbers, and validate every key."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
+import importlib.util
 import json
 import math
 import re
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any, NoReturn
 
-import yaml
-
-from gastown import templating
+from gastown import git, templating
 from gastown.bead import RoleSpec
 from gastown.errors import GasError
 
@@ -28,6 +30,7 @@ SAFE_NAME_HINT = "use letters, digits, '_', '.' and '-', starting with a letter 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SPEC_FIELDS = frozenset(f.name for f in dataclasses.fields(RoleSpec)) - {"name"}
 
+PARSE_SCHEMA = 1
 KeyPath = tuple[str, ...]
 Lines = dict[KeyPath, int]
 
@@ -68,6 +71,12 @@ class Gasfile:
     budget: dict[str, float]
     prices: dict[str, dict[str, float]]  # model -> {"input": $/MTok, "output": $/MTok}
     lines: Lines
+    memo: ParseMemo | None = field(default=None, repr=False, compare=False)
+
+    def remember(self) -> None:
+        """Keep this parse for the next load of the same text (`gas build` does)."""
+        if self.memo is not None:
+            self.memo.save()
 
     @property
     def display(self) -> str:
@@ -85,6 +94,59 @@ class Gasfile:
         return _role_spec(name, merged)
 
 
+class ParseMemo:
+    """What a Gasfile's text parsed to (values and each key's line), by a digest of the text
+    and of the code that parses it: a build whose Gasfile did not change neither parses it
+    nor imports PyYAML (about 20 ms of every build's start). Values JSON cannot hold as they
+    are (a YAML date) are parsed every time. A cache only: unreadable or malformed, it is
+    ignored."""
+
+    def __init__(self, directory: Path, path: Path, text: str) -> None:
+        name = hashlib.sha1(str(path).encode(errors="surrogatepass")).hexdigest()[:12]
+        self.path = directory / f"parsed-{name}.json"
+        self.key = hashlib.sha256(f"{_parser_digest()}\0{text}".encode(
+            errors="surrogatepass")).hexdigest()
+        self.kept: str | None = None  # what save() writes
+
+    def recall(self) -> tuple[Any, Lines] | None:
+        try:
+            memo = json.loads(self.path.read_bytes())
+            if memo["schema"] != PARSE_SCHEMA or memo["key"] != self.key:
+                return None
+            lines = {tuple(str(part) for part in keys): int(line) for keys, line in memo["lines"]}
+            return memo["data"], lines
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def keep(self, data: Any, lines: Lines) -> None:
+        try:
+            self.kept = json.dumps({"schema": PARSE_SCHEMA, "key": self.key, "data": data,
+                                    "lines": [[list(keys), line] for keys, line in lines.items()]},
+                                   separators=(",", ":"))
+        except (TypeError, ValueError):
+            self.kept = None
+
+    def save(self) -> None:
+        if self.kept is not None:
+            with contextlib.suppress(OSError):
+                git.write_atomically(self.path, self.kept)
+            self.kept = None
+
+
+@cache
+def _parser_digest() -> str:
+    """The code that turns a Gasfile's text into values: Python's (tomllib), PyYAML's (its
+    __init__, which holds its version, read without importing it) and this module's."""
+    digest = hashlib.sha256(f"{sys.version}|{PARSE_SCHEMA}".encode())
+    for name in ("yaml", "gastown.yamlwalk", __name__):
+        spec = importlib.util.find_spec(name)
+        try:
+            digest.update(Path(str(spec.origin)).read_bytes() if spec else name.encode())
+        except OSError:
+            digest.update(name.encode())
+    return digest.hexdigest()
+
+
 def find_gasfile(root: Path) -> Path:
     root = Path(root)
     found = [root / name for name in GASFILE_NAMES if (root / name).is_file()]
@@ -98,13 +160,23 @@ def find_gasfile(root: Path) -> Path:
     return found[0]
 
 
-def load_gasfile(path: Path, root: Path | None = None) -> Gasfile:
-    """Parse and validate; paths inside resolve against `root` (default: the Gasfile's dir)."""
+def load_gasfile(path: Path, root: Path | None = None, *,
+                 memo_dir: Path | None = None) -> Gasfile:
+    """Parse and validate; paths inside resolve against `root` (default: the Gasfile's dir).
+    With `memo_dir`, what the same text parsed to last time is taken from there (see
+    ParseMemo; Gasfile.remember() keeps this parse for the next time)."""
     path = Path(path)
     root = path.parent if root is None else Path(root)
     file = display_path(path, root)
-    data, lines = _parse(path, _read(path, file), file)
-    return _build(_Checker(file, root, lines), path, data)
+    text = _read(path, file)
+    memo = ParseMemo(memo_dir, path, text) if memo_dir is not None else None
+    recalled = memo.recall() if memo is not None else None
+    data, lines = recalled or _parse(path, text, file)
+    if memo is not None and recalled is None:
+        memo.keep(data, lines)  # before validation, which may change what it is given
+    gasfile = _build(_Checker(file, root, lines), path, data)
+    gasfile.memo = memo
+    return gasfile
 
 
 validate_gasfile = load_gasfile
@@ -115,13 +187,6 @@ def display_path(path: Path, root: Path) -> str:
         return Path(path).relative_to(root).as_posix()
     except ValueError:
         return str(path)
-
-
-def yaml_problem(error: yaml.YAMLError) -> tuple[str, int | None]:
-    """A YAML error's one-line problem and 1-based line, where it has them."""
-    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
-    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-    return problem, mark.line + 1 if mark else None
 
 
 def _nearest(lines: Lines, path: KeyPath) -> int | None:
@@ -154,7 +219,9 @@ def _read(path: Path, file: str) -> str:
 def _parse(path: Path, text: str, file: str) -> tuple[Any, Lines]:
     if path.suffix.lower() == ".toml":
         return _parse_toml(text, file)
-    return _YamlWalker(text, file).document()
+    from gastown.yamlwalk import walk  # PyYAML only when a YAML Gasfile is parsed
+
+    return walk(text, file)
 
 
 _TOML_AT = re.compile(r"\s*\((?:at line (\d+), column \d+|at end of document)\)$")
@@ -172,74 +239,6 @@ def _parse_toml(text: str, file: str) -> tuple[Any, Lines]:
         problem = message[:match.start()] if match else message
         raise GasError(f"invalid TOML: {problem}", file=file, line=line) from None
     return data, _TomlLines().scan(text)
-
-
-class _YamlWalker:
-    """Builds plain Python values from a composed YAML tree, noting each key's line."""
-
-    def __init__(self, text: str, file: str) -> None:
-        self.loader = yaml.SafeLoader(text)
-        self.file = file
-        self.lines: Lines = {}
-        self.open: set[int] = set()  # collections being walked, to stop recursive aliases
-
-    def document(self) -> tuple[Any, Lines]:
-        try:
-            node = self.loader.get_single_node()
-            return (self.walk(node, ()) if node is not None else None), self.lines
-        except yaml.YAMLError as e:
-            problem, line = yaml_problem(e)
-            raise GasError(f"invalid YAML: {problem}", file=self.file, line=line) from None
-        finally:
-            self.loader.dispose()
-
-    def walk(self, node: yaml.Node, path: KeyPath) -> Any:
-        if isinstance(node, yaml.ScalarNode):
-            return self.loader.construct_object(node, deep=True)
-        if id(node) in self.open:
-            raise GasError("an alias refers to its own anchor", file=self.file,
-                           line=node.start_mark.line + 1)
-        self.open.add(id(node))
-        try:
-            return self.collection(node, path)
-        finally:
-            self.open.discard(id(node))
-
-    def collection(self, node: yaml.Node, path: KeyPath) -> Any:
-        if isinstance(node, yaml.MappingNode):
-            return self.mapping(node, path)
-        return [self.item(child, (*path, str(i))) for i, child in enumerate(node.value)]
-
-    def item(self, node: yaml.Node, path: KeyPath) -> Any:
-        self.lines[path] = node.start_mark.line + 1
-        return self.walk(node, path)
-
-    def mapping(self, node: yaml.MappingNode, path: KeyPath) -> dict[str, Any]:
-        self.reject_duplicates(node, path)
-        self.loader.flatten_mapping(node)
-        result: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            key = self.key(key_node)
-            self.lines[(*path, key)] = key_node.start_mark.line + 1
-            result[key] = self.walk(value_node, (*path, key))
-        return result
-
-    def key(self, node: yaml.Node) -> str:
-        if isinstance(node, yaml.ScalarNode):
-            return str(node.value)
-        raise GasError("mapping keys must be plain strings", file=self.file,
-                       line=node.start_mark.line + 1)
-
-    def reject_duplicates(self, node: yaml.MappingNode, path: KeyPath) -> None:
-        seen: dict[str, int] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key, line = self.key(key_node), key_node.start_mark.line + 1
-            if key in seen:
-                raise GasError(f"duplicate key '{'.'.join((*path, key))}'", file=self.file,
-                               line=line, hint=f"first given on line {seen[key]}")
-            seen[key] = line
 
 
 _TOML_PART = r"""(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*')"""

@@ -1,11 +1,13 @@
 """The one way gastown calls git: a clean environment, text in and out, errors with stderr."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import locale
 import os
 import re
 import subprocess
+import tempfile
 import threading
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -168,6 +170,21 @@ def write_loose_ref(common: str | Path, ref: str, new: str, old: str | None = No
     finally:
         if os.path.lexists(lock):
             os.unlink(lock)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """`path` holds `text` (UTF-8): readers see the old file or the new one, never half of
+    one. Its directory is made if missing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def hooks_absent(root: str | Path, names: tuple[str, ...]) -> bool:

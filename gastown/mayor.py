@@ -6,17 +6,15 @@ import fnmatch
 import hashlib
 import importlib.util
 import json
-import os
 import re
 import sys
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache, cached_property, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gastown import __version__, templating
+from gastown import __version__, git, templating
 from gastown.backlogs import Item, load_items
 from gastown.bead import Bead, RoleSpec
 from gastown.errors import GasError
@@ -43,7 +41,9 @@ class Plan:
     memo: CompileMemo | None = field(default=None, repr=False)
 
     def remember(self) -> None:
-        """Keep what this compile made for the next one (`gas build` does)."""
+        """Keep what this compile (and the Gasfile's parse) made for the next one (`gas
+        build` does)."""
+        self.gasfile.remember()
         if self.memo is not None:
             self.memo.save()
 
@@ -96,7 +96,7 @@ class CompileMemo:
         if self.path is None or self.used == self.known:
             return
         with contextlib.suppress(OSError):
-            _write_atomically(self.path, json.dumps({"schema": MEMO_SCHEMA, "made": self.used},
+            git.write_atomically(self.path, json.dumps({"schema": MEMO_SCHEMA, "made": self.used},
                                                     separators=(",", ":")))
             self.known = dict(self.used)
 
@@ -126,20 +126,6 @@ def _well_made(value: Any) -> bool:
     return (isinstance(bead_id, str) and isinstance(title, str) and isinstance(fingerprint, str)
             and (run is None or isinstance(run, str)) and isinstance(needs, list)
             and all(isinstance(n, str) for n in needs))
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Readers see the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 @cache

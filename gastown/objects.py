@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import IO
 
@@ -229,10 +228,24 @@ def _true(value: str) -> bool:
     return value.lower() in ("true", "yes", "on", "1")
 
 
-@cache
-def committer(top: Path, env: tuple[tuple[str, str], ...], common: Path) -> Committer:
-    """One Committer per repository (and identity environment) per process."""
-    return Committer(top, dict(env), common)
+_committers: dict[tuple[Path, tuple[tuple[str, str], ...]], Committer] = {}
+_committers_lock = threading.Lock()
+# What of the environment `git var -l` and `git commit-tree` read: identities and dates
+# (GIT_*, and EMAIL for a fallback address) and where global config is.
+_IDENTITY_ENV = ("EMAIL", "HOME", "XDG_CONFIG_HOME")
+
+
+def committer(top: Path, env: Mapping[str, str], common: Path) -> Committer:
+    """One Committer per repository and identity per process: a build's bead commits and its
+    merges share one (one `git var -l`), however many threads ask for it first at once."""
+    full = {**git.clean_env(), **env}
+    seen = tuple(sorted((key, value) for key, value in full.items()
+                        if key.startswith("GIT_") or key in _IDENTITY_ENV))
+    with _committers_lock:
+        made = _committers.get((common, seen))
+        if made is None:
+            made = _committers[(common, seen)] = Committer(top, dict(env), common)
+        return made
 
 
 def cleanup_message(message: str) -> str:
@@ -418,7 +431,8 @@ def close_all() -> None:
         _open.clear()
     for batch in batches:
         batch.close()
-    committer.cache_clear()  # the next build reads the identity and config again
+    with _committers_lock:  # the next build reads the identity and config again
+        _committers.clear()
 
 
 atexit.register(close_all)

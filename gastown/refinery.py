@@ -237,7 +237,7 @@ class Refinery:
         merge = self.strategy == "merge"
         parents = [tip, head] if merge else [tip]
         if self.commits is None:
-            self.commits = objects.Committer(self.root, self.env,
+            self.commits = objects.committer(self.root, self.env,
                                              worktrees.common_dir(self.root))
         parents = [p if _is_oid(p, len(tree)) else git.rev(p, cwd=self.root) or p
                    for p in parents]

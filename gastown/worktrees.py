@@ -885,7 +885,7 @@ def _commit_here(worktree: Path, message: str, head: str) -> tuple[int, int, int
         return None
     gitdir, common = found
     top = _top(worktree)
-    maker = objects.committer(top, tuple(sorted(identity_env(top).items())), common.resolve())
+    maker = objects.committer(top, identity_env(top), common.resolve())
     text = objects.cleanup_message(message)
     entries = objects.read_index(gitdir / "index", len(head) // 2)
     if maker.native or maker.hooked or not text or entries is None:

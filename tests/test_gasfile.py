@@ -411,3 +411,68 @@ def test_explicit_root(tmp_path: Path) -> None:
     assert failure(path) == (
         "gas: error: Gasfile.yaml:2: roles.polecat.prompt: file 'prompts/p.md' not found\n"
         "  hint: prompt paths are relative to the repository root")
+
+
+# -- the parse memo ----------------------------------------------------------------------------
+
+def _memo_load(tmp_path: Path, text: str) -> gasfile.Gasfile:
+    (tmp_path / "Gasfile.yaml").write_text(text)
+    return load_gasfile(tmp_path / "Gasfile.yaml", root=tmp_path, memo_dir=tmp_path / "memo")
+
+
+def test_a_remembered_parse_gives_the_same_gasfile_and_lines(tmp_path: Path) -> None:
+    parsed = _memo_load(tmp_path, EXAMPLE_YAML)
+    assert not (tmp_path / "memo").exists(), "remember() writes it, not load"
+    parsed.remember()
+    [kept] = (tmp_path / "memo").iterdir()
+    recalled = _memo_load(tmp_path, EXAMPLE_YAML)
+    assert recalled.lines == parsed.lines and recalled.lines
+    assert recalled.backlogs == parsed.backlogs and recalled.project == parsed.project
+    assert recalled.memo is not None and recalled.memo.kept is None, "recalled: nothing new"
+    kept.write_text(kept.read_text().replace('"into":"staging"', '"into":"elsewhere"'))
+    assert _memo_load(tmp_path, EXAMPLE_YAML).project.into == "elsewhere", \
+        "the memo was not what the load used"
+
+
+def test_a_changed_gasfile_is_parsed_again_with_its_own_lines(tmp_path: Path) -> None:
+    _memo_load(tmp_path, EXAMPLE_YAML).remember()
+    changed = EXAMPLE_YAML.replace("  parallel: 4", "  # four\n  parallel: zero")
+    with pytest.raises(GasError) as caught:
+        _memo_load(tmp_path, changed)
+    assert caught.value.line == changed.splitlines().index("  parallel: zero") + 1
+
+
+def test_a_broken_memo_is_ignored(tmp_path: Path) -> None:
+    _memo_load(tmp_path, EXAMPLE_YAML).remember()
+    [kept] = (tmp_path / "memo").iterdir()
+    for broken in ("", "{", '{"schema": 1}', "[]", '{"schema":1,"key":"x","data":{},"lines":0}'):
+        kept.write_text(broken.replace('"x"', '"' + gasfile.ParseMemo(
+            tmp_path / "memo", tmp_path / "Gasfile.yaml", EXAMPLE_YAML).key + '"'))
+        assert _memo_load(tmp_path, EXAMPLE_YAML).project.into == "staging"
+
+
+def test_values_json_cannot_hold_are_parsed_every_time(tmp_path: Path) -> None:
+    from gastown.yamlwalk import walk
+
+    text = "version: 1\nwhen: 2024-01-01\n"  # a date: JSON would give back a string
+    memo = gasfile.ParseMemo(tmp_path / "memo", tmp_path / "Gasfile.yaml", text)
+    memo.keep(*walk(text, "Gasfile.yaml"))
+    assert memo.kept is None
+    memo.save()
+    assert not (tmp_path / "memo").exists()
+
+
+def test_a_build_whose_gasfile_did_not_change_never_imports_pyyaml(tmp_path: Path) -> None:
+    """In a fresh interpreter, as `gas` runs: the first load parses (and imports PyYAML), the
+    next one takes the memo."""
+    import subprocess
+    import sys
+
+    (tmp_path / "Gasfile.yaml").write_text(EXAMPLE_YAML)
+    script = ("import sys; from pathlib import Path; from gastown.gasfile import load_gasfile; "
+              f"g = load_gasfile(Path({str(tmp_path / 'Gasfile.yaml')!r}), "
+              f"memo_dir=Path({str(tmp_path / 'memo')!r})); g.remember(); "
+              "print('yaml' in sys.modules, g.project.into)")
+    runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           check=True).stdout.split() for _ in range(2)]
+    assert runs == [["True", "staging"], ["False", "staging"]]

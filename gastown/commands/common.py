@@ -9,6 +9,7 @@ from gastown.gasfile import Gasfile, find_gasfile, load_gasfile
 from gastown.ledger import Ledger
 from gastown.mayor import Plan, compile_plan
 from gastown.repo import find_root
+from gastown.worktrees import state_dir
 
 
 @dataclass
@@ -30,7 +31,7 @@ def load(cwd: Path | None = None, gasfile: str | None = None, *,
     path = Path(gasfile) if gasfile else find_gasfile(root)
     if not path.is_absolute():
         path = root / path
-    loaded = load_gasfile(path, root=root)
+    loaded = load_gasfile(path, root=root, memo_dir=state_dir(root) / "cache")
     ledger = Ledger(root, loaded.project.ledger)
     if read_ledger:
         ledger.prefetch()
