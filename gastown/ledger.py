@@ -430,23 +430,33 @@ class Ledger:
 
     def _old_trees(self, tip: str, shards: list[str]) -> tuple[Entries, Entries, list[Entries]]:
         """`tip`'s root and beads/ trees and the named shard trees: from what this process
-        wrote or read before where it can, the rest read by one git process."""
+        wrote or read before where it can, the rest read by git (_few)."""
         root = self._trees.get(self._trees.tips.get(tip))
         beads = self._trees.get(root["beads"][1]) if root and "beads" in root else None
         if root is None or beads is None:
-            meta, raw_root, raw_beads = self._cat([f"{tip}:meta.json", f"{tip}^{{tree}}",
+            meta, raw_root, raw_beads = self._few([f"{tip}:meta.json", f"{tip}^{{tree}}",
                                                    f"{tip}:beads"])
             _check_meta(meta, self.ref)
             root, beads = _entries(raw_root, len(tip) // 2), _entries(raw_beads, len(tip) // 2)
         unknown = [beads[s][1] for s in shards if s in beads and beads[s][1] not in self._trees]
         if unknown:
-            raw = self._cat(unknown)
+            raw = self._few(unknown)
             self._trees.keep((oid, _entries(tree, len(tip) // 2))
                              for oid, tree in zip(unknown, raw, strict=True))
         return root, beads, [self._trees.get(beads[s][1]) or {} if s in beads else {}
                              for s in shards]
 
     # -- git -----------------------------------------------------------------------------------
+
+    def _few(self, specs: list[str]) -> list[bytes | None]:
+        """A few objects a write needs, through the long-lived `git cat-file --batch` of a
+        build (objects.reader: no process of their own); through _cat() when one is not
+        there, which tells a missing object from a reader that failed."""
+        reader = objects.reader(self.repo)
+        found = [reader.read(spec) for spec in specs]
+        if any(got is None for got in found):
+            return self._cat(specs)
+        return [got[1] for got in found if got is not None]
 
     def _cat(self, specs: list[str]) -> list[bytes | None]:
         """The contents of many objects in one git process (None for a missing one)."""
