@@ -450,13 +450,12 @@ class Ledger:
 
     def _few(self, specs: list[str]) -> list[bytes | None]:
         """A few objects a write needs, through the long-lived `git cat-file --batch` of a
-        build (objects.reader: no process of their own); through _cat() when one is not
-        there, which tells a missing object from a reader that failed."""
-        reader = objects.reader(self.repo)
-        found = [reader.read(spec) for spec in specs]
-        if any(got is None for got in found):
+        build (objects.reader: no process of their own); through _cat() if it fails. None
+        for a missing object."""
+        found = objects.reader(self.repo).contents(specs)
+        if found is None:
             return self._cat(specs)
-        return [got[1] for got in found if got is not None]
+        return [got[1] if got is not None else None for got in found]
 
     def _cat(self, specs: list[str]) -> list[bytes | None]:
         """The contents of many objects in one git process (None for a missing one)."""

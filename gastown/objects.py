@@ -389,17 +389,29 @@ class Reader(_Batch):
 
     def read(self, oid: str) -> tuple[str, bytes] | None:
         """(type, content), or None when missing or git could not tell."""
+        found = self.contents([oid])
+        return found[0] if found else None
+
+    def contents(self, specs: list[str]) -> list[tuple[str, bytes] | None] | None:
+        """(type, content) of each object named (None for one that is missing); None when
+        git could not tell."""
         with self.lock:
             try:
                 proc = self._started()
                 assert proc.stdin is not None and proc.stdout is not None
-                proc.stdin.write(f"{oid}\n".encode())
-                proc.stdin.flush()
-                header = proc.stdout.readline().split()
-                if len(header) != 3:
-                    return None
-                body = proc.stdout.read(int(header[2]) + 1)[:-1]
-                return header[1].decode(), body
+                found: list[tuple[str, bytes] | None] = []
+                for spec in specs:
+                    proc.stdin.write(f"{spec}\n".encode())
+                    proc.stdin.flush()
+                    header = proc.stdout.readline().split()
+                    if len(header) == 2 and header[1] in (b"missing", b"ambiguous"):
+                        found.append(None)
+                        continue
+                    if len(header) != 3:
+                        self._kill()
+                        return None
+                    found.append((header[1].decode(), proc.stdout.read(int(header[2]) + 1)[:-1]))
+                return found
             except (OSError, ValueError):
                 self._kill()
                 return None

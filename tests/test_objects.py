@@ -203,3 +203,21 @@ def test_a_disjoint_merge_is_what_merge_tree_writes(tmp_path: Path, seed: int) -
         reader.close()
     assert merged == git(repo, "merge-tree", "--write-tree", sides[1], sides[0])
     assert git(repo, "fsck", "--strict", "--no-dangling") == ""
+
+
+def test_the_reader_answers_missing_objects_with_none(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    (repo / "a.txt").write_text("a\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "a")
+    blob = git(repo, "rev-parse", "HEAD:a.txt")
+    reader = objects.Reader(repo)
+    try:
+        found = reader.contents(["HEAD:a.txt", "0" * 40, "HEAD:nothing-here", blob])
+        assert found == [("blob", b"a\n"), None, None, ("blob", b"a\n")]
+        assert reader.read("HEAD:nothing-here") is None
+        reader.proc.kill()  # type: ignore[union-attr]
+        reader.proc.wait()  # type: ignore[union-attr]
+        assert reader.contents(["HEAD:a.txt"]) == [("blob", b"a\n")], "not started again"
+    finally:
+        reader.close()
