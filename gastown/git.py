@@ -141,28 +141,30 @@ def _plain_ref(ref: str) -> bool:
         part in ref for part in ("..", "//", "/.", ".lock")) and not ref.endswith(("/", "."))
 
 
-def write_loose_ref(common: str | Path, ref: str, new: str, old: str | None = None) -> bool:
+def write_loose_ref(common: str | Path, ref: str, new: str, old: str | None = None, *,
+                    log: str | None = None) -> bool:
     """The branch `ref` set to `new` as git sets a loose ref: its lock file made exclusively,
-    the value checked under it when `old` is given, renamed into place. False, with nothing
-    changed, where git must do it: a name that is not a plain branch, reftable, a reflog git
-    would append to, the lock taken, another value than `old` (or a packed one)."""
-    target = os.path.join(common, ref)
-    if not ref.startswith("refs/heads/") or not _plain_ref(ref) or any(
-            os.path.exists(os.path.join(common, p)) for p in ("reftable", f"logs/{ref}")):
+    the value checked under it when `old` is given, renamed into place. With `log` (the
+    reflog line's "<ident> <time> <zone>\t<message>"), a reflog it has is appended to first,
+    as git appends. False, with nothing changed, where git must do it: a name that is not a
+    plain branch, reftable, a reflog and no `log` (or the other way round), the lock taken,
+    another value than `old` (or a packed one)."""
+    if log is not None and _head_names(common, ref):
+        return False  # git would log the move in HEAD's reflog too
+    held = _lock_loose(common, ref, log is not None)
+    if held is None:
         return False
-    lock = target + ".lock"
-    try:
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except OSError:
-        return False
+    target, lock, fd = held
     try:
         try:
-            if old is not None and read_text(target, "ascii").strip() != old:
+            was = read_text(target, "ascii").strip() if old is not None or log else None
+            if old is not None and was != old:
                 return False
             write_all(fd, f"{new}\n".encode("ascii"))
         finally:
             os.close(fd)
+        if log is not None:
+            _append(os.path.join(common, "logs", ref), f"{was} {new} {log}\n")
         os.replace(lock, target)
         return True
     except (OSError, UnicodeDecodeError):
@@ -170,6 +172,97 @@ def write_loose_ref(common: str | Path, ref: str, new: str, old: str | None = No
     finally:
         if os.path.lexists(lock):
             os.unlink(lock)
+
+
+def locked_for_deletion(common: str | Path, refs: Sequence[str]) -> Callable[[bool], None] | None:
+    """These branches locked to be deleted as git deletes loose refs without a reflog (each
+    one's lock file made exclusively): the function that ends it, deleting them (True) or
+    not (False), the locks going either way; None, with nothing changed, where git must
+    delete them (one is packed too, has a reflog, or is not a plain loose branch)."""
+    held: list[tuple[str, str]] = []
+    packed = _packed_names(common)
+    for ref in refs:
+        found = _lock_loose(common, ref, False) if packed is not None and \
+            ref.encode() not in packed else None
+        if found is None:
+            for _, lock in held:
+                os.unlink(lock)
+            return None
+        os.close(found[2])
+        held.append(found[:2])
+
+    def end(delete: bool) -> None:
+        for target, lock in held:
+            if delete:
+                with contextlib.suppress(OSError):
+                    os.unlink(target)
+            with contextlib.suppress(OSError):
+                os.unlink(lock)
+            if delete:
+                _prune_empty_parents(common, os.path.dirname(target))
+
+    return end
+
+
+def _lock_loose(common: str | Path, ref: str, logged: bool) -> tuple[str, str, int] | None:
+    """(ref file, lock file, the lock's descriptor) for a plain loose branch whose reflog
+    exists exactly when `logged`; None where git must write it."""
+    target = os.path.join(common, ref)
+    if not ref.startswith("refs/heads/") or not _plain_ref(ref) or \
+            os.path.exists(os.path.join(common, "reftable")) or \
+            os.path.isfile(os.path.join(common, "logs", ref)) != logged:
+        return None
+    lock = target + ".lock"
+    try:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        return target, lock, os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError:
+        return None
+
+
+def _head_names(common: str | Path, ref: str) -> bool:
+    """Whether the main worktree's HEAD is on `ref` (or cannot be read)."""
+    try:
+        return read_text(os.path.join(common, "HEAD")).strip() == f"ref: {ref}"
+    except (OSError, UnicodeDecodeError):
+        return True
+
+
+def _append(path: str, line: str) -> None:
+    """One reflog line, in one write (git opens reflogs to append, as here)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        write_all(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+PACKED_LIMIT = 1 << 22  # bytes of packed-refs searched for a name; git reads a bigger one
+
+
+def _packed_names(common: str | Path) -> bytes | None:
+    """The packed-refs file's bytes (b"" without one; None when too big to search): a name
+    found in it may be packed too."""
+    path = os.path.join(common, "packed-refs")
+    try:
+        if os.stat(path).st_size > PACKED_LIMIT:
+            return None
+        return read_bytes(path)
+    except FileNotFoundError:
+        return b""
+    except OSError:
+        return None
+
+
+def _prune_empty_parents(common: str | Path, directory: str) -> None:
+    """Empty directories left under refs/heads/ by a deletion go, as git removes them."""
+    stop = os.path.join(common, "refs", "heads")
+    while directory.startswith(stop + os.sep):
+        try:
+            os.rmdir(directory)
+        except OSError:
+            return
+        directory = os.path.dirname(directory)
 
 
 def write_atomically(path: Path, text: str) -> None:

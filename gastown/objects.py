@@ -218,6 +218,15 @@ class Committer:
                              hex_size=len(tree))
         return commit
 
+    def reflog(self, message: str) -> str | None:
+        """What git writes after the two ids in a reflog line for a ref moved now by this
+        identity: "<ident> <time> <zone>\t<message>" (git.write_loose_ref); None when the
+        identity is not known. (git's update-ref, run without gastown's identity fallback,
+        would name the machine's user where none is configured.)"""
+        if len(self.committer) != 3 or "\n" in message:
+            return None
+        return f"{self.committer[0]} {int(time.time())} {self.committer[2]}\t{message}"
+
     @property
     def hooked(self) -> bool:
         """A hook that `git commit --no-verify` would run exists: git must commit."""

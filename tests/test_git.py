@@ -180,3 +180,72 @@ def test_files_are_read_as_pathlib_reads_them(tmp_path: Path, data: bytes) -> No
     else:
         with pytest.raises(UnicodeDecodeError):
             gitmod.read_text(path, "ascii")
+
+
+# -- refs moved and deleted without a process --------------------------------------------------
+
+def _reflog_lines(repo: Path, ref: str) -> list[str]:
+    return (repo / ".git" / "logs" / ref).read_text().splitlines()
+
+
+def test_a_logged_move_writes_what_update_ref_writes(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    first = git(repo, "rev-parse", "HEAD")
+    git(repo, "commit", "-q", "--allow-empty", "-m", "second")
+    second = git(repo, "rev-parse", "HEAD")
+    git(repo, "checkout", "-q", "--detach")
+    git(repo, "update-ref", "-m", "made", "refs/heads/side", first)  # with a reflog
+    git(repo, "update-ref", "-m", "by git", "refs/heads/side", second, first)
+    by_git = _reflog_lines(repo, "refs/heads/side")[-1]
+    ident = by_git.split("\t")[0].split(" ", 2)[2].rsplit(" ", 2)[0]  # "name <email>"
+    log = f"{ident} 1700000000 +0000\tby gastown"
+    assert not gitmod.write_loose_ref(repo / ".git", "refs/heads/side", first, first, log=log)
+    assert gitmod.write_loose_ref(repo / ".git", "refs/heads/side", first, second, log=log)
+    assert git(repo, "rev-parse", "side") == first
+    ours = _reflog_lines(repo, "refs/heads/side")[-1]
+    assert ours == f"{second} {first} {log}"
+    assert git(repo, "reflog", "show", "--format=%gs", "side").splitlines()[:2] == \
+        ["by gastown", "by git"]
+    assert git(repo, "fsck", "--no-dangling") == ""
+
+
+def test_a_logged_move_is_left_to_git_where_git_logs_more(tmp_path: Path) -> None:
+    """HEAD on the branch (git logs HEAD too), no reflog to append to, a packed branch."""
+    repo = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    head = git(repo, "rev-parse", "HEAD")
+    git(repo, "commit", "-q", "--allow-empty", "-m", "second")
+    new = git(repo, "rev-parse", "HEAD")
+    log = "someone <someone@localhost> 1700000000 +0000\tmoved"
+    common = repo / ".git"
+    assert not gitmod.write_loose_ref(common, "refs/heads/main", head, new, log=log)  # HEAD
+    git(repo, "checkout", "-q", "--detach")
+    git(repo, "-c", "core.logAllRefUpdates=false", "branch", "quiet", head)
+    assert not gitmod.write_loose_ref(common, "refs/heads/quiet", new, head, log=log)
+    git(repo, "pack-refs", "--all")
+    assert not gitmod.write_loose_ref(common, "refs/heads/main", head, new, log=log)
+    assert git(repo, "rev-parse", "main", "quiet").split() == [new, head]
+    assert not list((common / "refs" / "heads").rglob("*.lock"))
+
+
+def test_branches_locked_for_deletion_go_or_stay_together(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    common = repo / ".git"
+    for name in ("gas/b1", "gas/b2", "other"):
+        git(repo, "-c", "core.logAllRefUpdates=false", "branch", name)
+    end = gitmod.locked_for_deletion(common, ["refs/heads/gas/b1", "refs/heads/gas/b2"])
+    assert end is not None
+    assert gitmod.locked_for_deletion(common, ["refs/heads/gas/b1"]) is None, "locked twice"
+    end(False)
+    assert git(repo, "branch", "--list", "gas/*").split() == ["gas/b1", "gas/b2"]
+    end = gitmod.locked_for_deletion(common, ["refs/heads/gas/b1", "refs/heads/gas/b2"])
+    assert end is not None
+    end(True)
+    assert git(repo, "branch", "--list", "gas/*") == ""
+    assert not (common / "refs" / "heads" / "gas").exists(), "an empty directory left"
+    git(repo, "-c", "core.logAllRefUpdates=false", "branch", "gas/b3")
+    git(repo, "pack-refs", "--all")
+    git(repo, "-c", "core.logAllRefUpdates=false", "branch", "-f", "gas/b3", "HEAD")
+    assert gitmod.locked_for_deletion(common, ["refs/heads/gas/b3"]) is None, "packed too"
+    git(repo, "branch", "logged")  # with a reflog (the main worktree logs branches)
+    assert gitmod.locked_for_deletion(common, ["refs/heads/logged"]) is None
+    assert not list((common / "refs" / "heads").rglob("*.lock"))
