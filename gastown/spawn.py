@@ -293,7 +293,7 @@ def _matching(requests: list[_Sweep]) -> dict[_Sweep, list[int]]:
         environ: bytes | None = None
         for request in requests:
             if start >= request.since and pid not in request.killed:
-                environ = b"\0" + _environ(pid) + b"\0" if environ is None else environ
+                environ = b"\0" + _settled_environ(pid) + b"\0" if environ is None else environ
                 if request.carried_by(environ):
                     found.setdefault(request, []).append(pid)
     return found
@@ -438,8 +438,39 @@ def _pids() -> list[int]:
 
 
 def _environ(pid: int) -> bytes:
+    return _read_or_empty(f"/proc/{pid}/environ")
+
+
+EXEC_WAIT = 0.2  # seconds a sweep waits at most for one process's exec to set up its memory
+_KERNEL_THREAD = 0x00200000  # PF_KTHREAD in /proc/<pid>/stat's flags
+
+
+def _settled_environ(pid: int) -> bytes:
+    """/proc/<pid>/environ once an exec under way has set it up. From the moment a new
+    program's memory is in place until its arguments and environment are copied in, the
+    kernel shows it empty: a process whose parent's Popen has just returned (its exec closed
+    the pipe Popen waits on) may read as having no environment for a moment. Empty at once
+    for what has none to read: a process gone or not ours to read, a kernel thread, a zombie,
+    a program given none (its arguments are there)."""
+    deadline = time.monotonic() + EXEC_WAIT
+    while True:
+        try:
+            environ = _read(f"/proc/{pid}/environ")
+        except OSError:
+            return b""
+        if environ or time.monotonic() >= deadline:
+            return environ
+        if _read_or_empty(f"/proc/{pid}/cmdline"):
+            return _environ(pid)  # its arguments are there, so its environment is
+        stat = _read_or_empty(f"/proc/{pid}/stat").rsplit(b")", 1)[-1].split()
+        if len(stat) < 7 or stat[0] in (b"Z", b"X") or int(stat[6]) & _KERNEL_THREAD:
+            return environ
+        time.sleep(0.001)
+
+
+def _read_or_empty(path: str) -> bytes:
     try:
-        return _read(f"/proc/{pid}/environ")
+        return _read(path)
     except OSError:
         return b""
 

@@ -91,14 +91,18 @@ def test_secrets_never_reach_the_log_or_the_tail(tmp_path: Path) -> None:
 def test_sweeps_asked_together_share_one_reading_and_kill_only_their_own() -> None:
     """Sweeps asked for while another reads /proc wait and are served by one reading: each
     still kills its own marked processes, counts them, and leaves another marker's alone."""
-    sleeper = [sys.executable, "-c", "import time\nwhile True: time.sleep(1)"]
+    sleeper = [sys.executable, "-c",
+               "print('up', flush=True)\nimport time\nwhile True: time.sleep(1)"]
     markers = [f"share-{n}-{os.getpid()}" for n in range(4)]
     procs = {m: subprocess.Popen(sleeper, env={**os.environ, spawn.MARKER: m},
-                                 start_new_session=True) for m in markers}
+                                 start_new_session=True, stdout=subprocess.PIPE) for m in markers}
     other = subprocess.Popen(sleeper, env={**os.environ, spawn.MARKER: f"other-{os.getpid()}"},
-                             start_new_session=True)
+                             start_new_session=True, stdout=subprocess.PIPE)
     sweeper, counts = spawn._sweeper, {}
     try:
+        # each is running its program: the sweep is not the one that waits out its exec
+        for proc in [*procs.values(), other]:
+            assert proc.stdout is not None and proc.stdout.readline() == b"up\n"
         with sweeper.cond:
             sweeper.busy = True  # as if a reading were under way: every sweep below queues
         threads = [threading.Thread(target=lambda m=m: counts.update({m: spawn.sweep(m)}))
@@ -200,3 +204,27 @@ def test_a_process_seen_before_is_let_go_once_it_ends() -> None:
     spawn.sweep(f"nothing-{os.getpid()}")
     assert proc.pid not in spawn._seen.held
     assert held[0] not in spawn._seen.pids
+
+
+def test_an_environment_is_read_once_the_exec_has_set_it_up() -> None:
+    """What sweeps read: the environment of a running program; nothing (and no waiting for
+    an exec) for a program started with none, a zombie, or a kernel thread."""
+    marked = subprocess.Popen(SLEEPER, env={**os.environ, spawn.MARKER: "settled"})
+    bare = subprocess.Popen(["env", "-i", sys.executable, "-c",
+                             "print('up', flush=True)\nimport time\nwhile True: time.sleep(1)"],
+                            stdout=subprocess.PIPE)
+    zombie = subprocess.Popen(["true"])
+    try:
+        assert b"\0" + f"{spawn.MARKER}=settled".encode() + b"\0" in \
+            b"\0" + spawn._settled_environ(marked.pid)
+        assert bare.stdout is not None and bare.stdout.readline() == b"up\n"  # exec'd, running
+        assert spawn._settled_environ(bare.pid) == b""
+        os.waitid(os.P_PID, zombie.pid, os.WEXITED | os.WNOWAIT)  # ended, not reaped
+        assert spawn._settled_environ(zombie.pid) == b""
+        kthreadd = Path("/proc/2/stat")
+        if kthreadd.exists() and "(kthreadd)" in kthreadd.read_text():
+            assert spawn._settled_environ(2) == b""
+    finally:
+        for proc in (marked, bare, zombie):
+            proc.kill()
+            proc.wait()
