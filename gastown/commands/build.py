@@ -190,9 +190,9 @@ def _execute(floor: Floor, runset: RunSet, args: argparse.Namespace) -> tuple[li
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         floor.refinery.close()
-        objects.close_all()
         with contextlib.suppress(Exception):  # said by _flush_ledger() unless this is a crash
-            floor.ledger.flush()
+            floor.ledger.flush()  # while the build's git readers and identity are still there
+        objects.close_all()
         if runset.order:
             git.maintain(floor.root)
 
