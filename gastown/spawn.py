@@ -388,12 +388,13 @@ def _running(pid: int) -> bool:
     return stat is not None and stat[0] not in ("Z", "X")
 
 
-def _stat(pid: int) -> tuple[str, int] | None:
-    """(state, starttime) from /proc/<pid>/stat, or None when it is gone. Plain os calls,
-    the fields after these left unsplit: a sweep reads one per process on the machine."""
+def _stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, starttime, flags) from /proc/<pid>/stat, or None when it is gone. Plain os
+    calls, the fields after these left unsplit: a sweep reads one per process on the
+    machine."""
     try:
         fields = _read(f"/proc/{pid}/stat", whole=False).rsplit(b")", 1)[1].split(None, 20)
-        return fields[0].decode(), int(fields[19])
+        return fields[0].decode(), int(fields[19]), int(fields[6])
     except (OSError, IndexError, ValueError):
         return None
 
@@ -462,8 +463,8 @@ def _settled_environ(pid: int) -> bytes:
             return environ
         if _read_or_empty(f"/proc/{pid}/cmdline"):
             return _environ(pid)  # its arguments are there, so its environment is
-        stat = _read_or_empty(f"/proc/{pid}/stat").rsplit(b")", 1)[-1].split()
-        if len(stat) < 7 or stat[0] in (b"Z", b"X") or int(stat[6]) & _KERNEL_THREAD:
+        stat = _stat(pid)
+        if stat is None or stat[0] in ("Z", "X") or stat[2] & _KERNEL_THREAD:
             return environ
         time.sleep(0.001)
 
