@@ -472,22 +472,12 @@ class Ledger:
         transitions the move records (`git reflog gt-ledger`; 0 is the ledger's creation)."""
         why = f"gastown ledger: {transitions} transition(s)" if transitions else \
             "gastown ledger: start"
-        if old is not None and self._moved_here(new, old, why):
+        if old is not None and objects.move_ref(self.repo, common_dir(self.repo),
+                                                identity_env(self.repo), self.ref, new, old, why):
             return None
         proc = git.run("update-ref", "-m", why, self.ref, new, old or "",
                        cwd=self.repo, check=False)
         return None if proc.returncode == 0 else proc.stderr.strip() or "update-ref failed"
-
-
-    def _moved_here(self, new: str, old: str, why: str) -> bool:
-        """What `update-ref -m why ref new old` does, without a process, where git would
-        only move a loose ref and append to its reflog (git.write_loose_ref); False, with
-        nothing changed, where git must (or the branch is not at `old`: git says why)."""
-        if not git.hooks_absent(self.repo, ("reference-transaction",)):
-            return False
-        common = common_dir(self.repo)
-        log = objects.committer(self.repo, identity_env(self.repo), common).reflog(why)
-        return log is not None and git.write_loose_ref(common, self.ref, new, old, log=log)
 
 
 @dataclass(eq=False)

@@ -15,7 +15,7 @@ import struct
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -272,6 +272,25 @@ def cleanup_message(message: str) -> str:
         lines.append(line)
         blank = False
     return "\n".join(lines) + "\n" if lines else ""
+
+
+def move_ref(root: Path, common: Path, env: Mapping[str, str], ref: str, new: str, old: str,
+             message: str, deleting: Sequence[str] = ()) -> bool:
+    """What `git update-ref -m message` does to move the branch `ref` from `old` to `new` and
+    delete the branches `deleting` in the same transaction, without a process, where git
+    would only rewrite loose refs: those to delete locked first, `ref` moved (its reflog line
+    appended with the identity of `env`'s commits), then those deleted. False, with nothing
+    changed, where git must (a reference-transaction hook, packed or reftable refs, `ref` not
+    at `old`: git then says why)."""
+    if not git.hooks_absent(root, ("reference-transaction",)):
+        return False
+    log = committer(root, env, common).reflog(message)
+    end = git.locked_for_deletion(common, deleting) if log is not None else None
+    if end is None:
+        return False
+    moved = git.write_loose_ref(common, ref, new, old, log=log)
+    end(moved)
+    return moved
 
 
 def move_branch(worktree: Path, old: str, new: str) -> bool:

@@ -398,7 +398,9 @@ class Refinery:
     def _move(self, old: str, new: str, merged: list[str]) -> str | None:
         """`into` from `old` to `new` and the merged beads' branches deleted, in one
         transaction: both happen, or neither."""
-        if self._moved_here(old, new, merged):
+        if objects.move_ref(self.root, worktrees.common_dir(self.root), self.env,
+                            f"refs/heads/{self.into}", new, old, REFLOG,
+                            [f"refs/heads/{branch}" for branch in merged]):
             self.known = new
             return None
         commands = [f"update refs/heads/{self.into} {new} {old}\n",
@@ -412,23 +414,6 @@ class Refinery:
             return f"could not move {self.into}: {why}"
         self.known = new  # update-ref moved it from `old` to `new`, or failed
         return None
-
-    def _moved_here(self, old: str, new: str, merged: list[str]) -> bool:
-        """What _move's `update-ref --stdin` does, without a process where git would do it
-        with loose refs alone: the branches locked, `into` moved from `old` (its reflog line
-        appended), then the branches deleted. False, with nothing changed, where git must
-        (a reference-transaction hook, packed or reftable refs, `into` moved since)."""
-        if not git.hooks_absent(self.root, ("reference-transaction",)):
-            return False
-        common = worktrees.common_dir(self.root)
-        log = objects.committer(self.root, self.env, common).reflog(REFLOG)
-        end = git.locked_for_deletion(common, [f"refs/heads/{b}" for b in merged]) \
-            if log is not None else None
-        if end is None:
-            return False
-        moved = git.write_loose_ref(common, f"refs/heads/{self.into}", new, old, log=log)
-        end(moved)
-        return moved
 
     def close(self) -> None:
         if self.path is not None:
