@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import queue
 import threading
 
 from gastown import desk
@@ -9,22 +10,21 @@ from gastown.desk import Desk
 
 
 class _Sitters:
-    """Threads sitting at one desk; each stays seated until let go, and can step away."""
+    """Threads sitting at one desk; each stays seated until told to go, and can be told to
+    step away (and come back) meanwhile. Orders reach a thread through its queue."""
 
     def __init__(self, at: Desk) -> None:
         self.desk = at
         self.log: list[str] = []
         self.seated: dict[str, threading.Event] = {}
-        self.go: dict[str, threading.Event] = {}
-        self.step_away: dict[str, threading.Event] = {}
         self.away: dict[str, threading.Event] = {}
-        self.come_back: dict[str, threading.Event] = {}
+        self.orders: dict[str, queue.Queue[str]] = {}
         self.threads: dict[str, threading.Thread] = {}
 
     def ask(self, name: str) -> None:
         """`name` asks for a seat; returns once the desk has it in line."""
-        for events in (self.seated, self.go, self.step_away, self.away, self.come_back):
-            events[name] = threading.Event()
+        self.seated[name], self.away[name] = threading.Event(), threading.Event()
+        self.orders[name] = queue.Queue()
         asked = self.desk._asked
         self.threads[name] = threading.Thread(target=self._run, args=(name,))
         self.threads[name].start()
@@ -35,15 +35,13 @@ class _Sitters:
         with self.desk.seat():
             self.log.append(f"{name} in")
             self.seated[name].set()
-            while not self.go[name].is_set():
-                if self.step_away[name].wait(timeout=0.01):
-                    self.step_away[name].clear()
-                    with desk.away():
-                        self.log.append(f"{name} away")
-                        self.away[name].set()
-                        assert self.come_back[name].wait(timeout=10)
-                    self.log.append(f"{name} back")
-                    self.seated[name].set()
+            while self.orders[name].get(timeout=10) == "away":
+                with desk.away():
+                    self.log.append(f"{name} away")
+                    self.away[name].set()
+                    assert self.orders[name].get(timeout=10) == "back"
+                self.log.append(f"{name} back")
+                self.seated[name].set()
             self.log.append(f"{name} out")
 
     def is_in(self, name: str) -> bool:
@@ -51,15 +49,15 @@ class _Sitters:
 
     def send_away(self, name: str) -> None:
         self.seated[name].clear()
-        self.step_away[name].set()
+        self.orders[name].put("away")
         assert self.away[name].wait(timeout=10)
 
     def call_back(self, name: str) -> None:
-        self.come_back[name].set()
+        self.orders[name].put("back")
 
     def let_go(self, *names: str) -> None:
         for name in names:
-            self.go[name].set()
+            self.orders[name].put("go")
             self.threads[name].join(timeout=10)
 
 
