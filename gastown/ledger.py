@@ -13,7 +13,6 @@ import fcntl
 import hashlib
 import json
 import os
-import random
 import re
 import subprocess
 import threading
@@ -22,7 +21,6 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -81,11 +79,18 @@ def record_path(bead_id: str) -> str:
 
 
 def now() -> str:
-    return _iso(datetime.now(UTC))
+    """UTC, to the millisecond: 2026-12-02T13:04:05.678Z (from time, not datetime: a build
+    that parses no YAML imports no datetime)."""
+    ms = time.time_ns() // 1_000_000
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(ms // 1000))}.{ms % 1000:03d}Z"
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def _iso(text: str) -> str:
+    """An ISO 8601 time with an offset, as `now()` writes times."""
+    from datetime import UTC, datetime  # for `gas log` only
+
+    moment = datetime.fromisoformat(text).astimezone(UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def transition(record: dict[str, Any] | None, *, bead_id: str, state: str,
@@ -375,6 +380,8 @@ class Ledger:
                 # A writer outside our lock moved the branch: rebuild on its tip.
                 self._written = None
                 if attempt:
+                    import random  # for a rare race only: not imported by every build
+
                     time.sleep(random.uniform(0, 0.002 * attempt))
                 tip = self._start()
         raise LedgerError(f"could not move {self.ref} in {MAX_TRIES} tries: {refused}")
@@ -640,4 +647,4 @@ def _log_entry(chunk: str, bead_id: str | None = None) -> dict[str, str]:
         if bead_id is not None and (len(trailers) > 1 or _GROUP.match(body)):
             mine = [line for line in body.splitlines() if line.startswith(f"{bead_id}: ")]
             message = "\n".join(mine) or body
-    return {"commit": commit, "at": _iso(datetime.fromisoformat(at)), "message": message.strip()}
+    return {"commit": commit, "at": _iso(at), "message": message.strip()}

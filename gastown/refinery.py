@@ -11,7 +11,6 @@ bead, so every bead is settled (merged once, or failed) in the end.
 """
 from __future__ import annotations
 
-import string
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -425,8 +424,11 @@ def merge_tree_writes() -> bool:
     return git.version() >= (2, 38)
 
 
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
 def _is_oid(text: str, size: int) -> bool:
-    return len(text) == size and all(c in string.hexdigits for c in text)
+    return len(text) == size and all(c in _HEX for c in text)
 
 
 def merge_message(bead: Bead, verb: str) -> str:

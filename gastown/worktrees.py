@@ -14,7 +14,6 @@ from __future__ import annotations
 import locale
 import os
 import re
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -225,7 +224,7 @@ def _claim(root: Path, path: Path, start: str | None = None) -> str | None:
         with _admin.exclusive():
             _prune(root)
     for gone in doomed:
-        shutil.rmtree(gone, ignore_errors=True)
+        _rmtree(gone)
     return claimed
 
 
@@ -359,7 +358,7 @@ def _clear_admin(admin: str | Path) -> None:
         if item.name in _ADMIN_EMPTIED and item.is_file(follow_symlinks=False):
             os.truncate(item.path, 0)
         elif item.is_dir(follow_symlinks=False):
-            shutil.rmtree(item.path)
+            _rmtree(item.path, ignore_errors=False)
         else:
             os.unlink(item.path)
 
@@ -554,7 +553,13 @@ def _discard(root: Path, path: Path) -> None:
     gone = _to_trash(root, path)
     with _admin.exclusive():
         _prune(root)
-    shutil.rmtree(gone, ignore_errors=True)
+    _rmtree(gone)
+
+
+def _rmtree(path: str | Path, *, ignore_errors: bool = True) -> None:
+    import shutil  # here, not for every build: 2-5 ms of imports (compression libraries too)
+
+    shutil.rmtree(path, ignore_errors=ignore_errors)
 
 
 def _to_trash(root: Path, path: Path) -> Path:
@@ -770,7 +775,7 @@ def prune(root: Path) -> None:
         _prune(root)
     trash = state_dir(root) / TRASH
     for gone in [*doomed, *(trash.iterdir() if trash.is_dir() else [])]:
-        shutil.rmtree(gone, ignore_errors=True)
+        _rmtree(gone)
 
 
 def _prune(root: Path) -> None:

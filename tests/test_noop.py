@@ -315,6 +315,32 @@ def test_a_noop_command_imports_no_heavy_module(tmp_path: Path, command: list[st
     assert out.split() == ["0", "[]"]
 
 
+# Standard modules whose imports (and compression or crypto libraries) a build used to pay for
+# before its first agent started, for a temporary file's name or a rare retry's jitter.
+START_UP = ("tempfile", "shutil", "random")
+
+
+def test_a_build_that_runs_beads_imports_only_what_it_uses(tmp_path: Path) -> None:
+    def gasfile(first: int) -> str:
+        items = [{"id": f"b{n}", "run": f"echo {n} > out{n}.txt"} for n in range(first, first + 3)]
+        return json.dumps({"version": 1, "backlogs": {"work": {"items": items}}})
+
+    repo = make_repo(tmp_path / "repo", {"Gasfile.yaml": gasfile(0)})
+    script = textwrap.dedent(f"""
+        import contextlib, io, sys
+        from gastown.main import main
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            code = main(["build", "--plain"])
+        print(code, sorted(m for m in {START_UP!r} if m in sys.modules))
+    """)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for first in (0, 3):  # a first build, then one that claims pooled worktrees
+        (repo / "Gasfile.yaml").write_text(gasfile(first))
+        out = subprocess.run([sys.executable, "-c", script], cwd=repo, env=env, check=True,
+                             capture_output=True, text=True).stdout
+        assert out.split() == ["0", "[]"]
+
+
 def test_the_gasfile_knows_the_builtin_runners_without_importing_them() -> None:
     from gastown.gasfile import FALLBACK_RUNNERS
     from gastown.runners import BUILTIN
