@@ -1,7 +1,8 @@
 """gastown's own cost per bead: throughput with an instant agent, and the share of a run with
 real-length agents that is not agent time.
 
-    python bench/overhead.py [--instant 100] [--beads 20] [--seconds 30] [--settle 40] [--dir D]
+    python bench/overhead.py [--instant 100] [--beads 20] [--seconds 30] [--settle 40]
+                             [--repeat 3] [--dir D]
 
 1. `--instant` independent beads whose command runner writes one file and exits at once, cap 8,
    on a small repository: beads per second end to end (`gas build` started to exited: worktree,
@@ -11,8 +12,10 @@ real-length agents that is not agent time.
    is gastown's. Prints the wall time of `gas build` (process start to exit), where the rest
    went (before the first agent started, after the last one ended, and how far apart the
    agents started), the share of the run when no agent was running, and the share that is not
-   agent time (wall minus `--seconds`), last. In a new repository, then in a warm one (a first
-   build filled its worktree pool), `--settle` seconds after that first build.
+   agent time (wall minus `--seconds`). In a new repository, then in a warm one (a first build
+   filled its worktree pool), each measured build `--settle` seconds after the one before it.
+   `--repeat` builds of each kind: single builds vary by a third of the figure on this machine,
+   so the last line gives the median.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -95,29 +99,48 @@ def throughput(work: Path, beads: int) -> float:
 
 def warm_up(work: Path, beads: int, seconds: float) -> Path:
     """A repository gastown has built in before (its worktree pool filled by a first wave of
-    beads), as a factory runs, with the Gasfile of the measured build in place. The first
-    wave's agents work 2 s, so that all of them run at once and each leaves its worktree in
-    the pool (instant ones would reuse a few)."""
-    run = f"sleep {seconds} && echo {{id}} > out/{{id}}.txt"
-    repo = make_repo(work / "warm", run, beads, cap=beads)
+    beads), as a factory runs. The first wave's agents work 2 s, so that all of them run at
+    once and each leaves its worktree in the pool (instant ones would reuse a few)."""
+    repo = make_repo(work / "warm", "true", beads, cap=beads)
     gasfile(repo, "sleep 2 && echo {id} > out/{id}.txt", beads, cap=beads, first=500)
     build(repo)
-    gasfile(repo, run, beads, cap=beads)
     return repo
 
 
-def share(repo: Path, beads: int, seconds: float, label: str) -> float:
-    """The share of one build of `beads` x `seconds` in `repo` that is not agent time."""
+def share(repo: Path, beads: int, seconds: float, first: int, label: str) -> float:
+    """The share of one build in `repo` of `beads` x `seconds`, ids from b<first>, that is not
+    agent time."""
+    gasfile(repo, f"sleep {seconds} && echo {{id}} > out/{{id}}.txt", beads, cap=beads,
+            first=first)
     start, end, wall = build(repo)
-    spans = [span for bead, span in attempts(repo).items() if bead < "b500"]
-    first, last = min(s for s, _ in spans), max(e for _, e in spans)
+    spans = [span for bead, span in attempts(repo).items()
+             if first <= int(bead[1:]) < first + beads]
+    begun, last = min(s for s, _ in spans), max(e for _, e in spans)
     overhead = wall - seconds
-    idle = (first - start) + (end - last)
+    idle = (begun - start) + (end - last)
     print(f"{beads} beads x {seconds:g} s, cap {beads}, {label}: wall {wall:.2f} s; before "
-          f"the first agent {first - start:.2f} s, after the last {end - last:.2f} s, agents "
-          f"spread over {last - first - seconds:.2f} s; no agent running {idle / wall:.1%}; "
-          f"not agent time {overhead:.2f} s = {overhead / wall:.1%}")
+          f"the first agent {begun - start:.2f} s, after the last {end - last:.2f} s, agents "
+          f"spread over {last - begun - seconds:.2f} s; no agent running {idle / wall:.1%}; "
+          f"not agent time {overhead:.2f} s = {overhead / wall:.1%}", flush=True)
     return overhead / wall
+
+
+def shares(work: Path, opts: argparse.Namespace) -> tuple[list[float], list[float]]:
+    """(new repository, warm repository) shares, `--repeat` of each. Each measured build
+    starts as a user's would, not a second after the build before it: on ext4 without a
+    journal (this machine) making a file costs more while many were deleted in the last 30-35 s,
+    and a build deletes hundreds (README)."""
+    cold, warm = [], []
+    for n in range(opts.repeat):
+        if n:
+            time.sleep(opts.settle)
+        repo = make_repo(work / f"cold-{n}", "true", opts.beads, cap=opts.beads)
+        cold.append(share(repo, opts.beads, opts.seconds, 0, "new repo"))
+    warm_repo = warm_up(work, opts.beads, opts.seconds)
+    for n in range(opts.repeat):
+        time.sleep(opts.settle)
+        warm.append(share(warm_repo, opts.beads, opts.seconds, 1000 + 100 * n, "warm repo"))
+    return cold, warm
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -126,26 +149,21 @@ def main(argv: list[str] | None = None) -> None:
     args.add_argument("--beads", type=int, default=20)
     args.add_argument("--seconds", type=float, default=30.0)
     args.add_argument("--settle", type=float, default=40.0,
-                      help="seconds between the warm-up build and the measured one")
+                      help="seconds between one measured build and the next")
+    args.add_argument("--repeat", type=int, default=3,
+                      help="measured builds in a new repository, and in a warm one")
     args.add_argument("--dir", type=Path, help="where to make the repositories (default: the "
                       "system's temporary directory; /dev/shm leaves the disk out)")
     opts = args.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="gas-overhead-", dir=opts.dir))
     try:
-        run = f"sleep {opts.seconds} && echo {{id}} > out/{{id}}.txt"
-        cold = share(make_repo(work / "cold", run, opts.beads, cap=opts.beads), opts.beads,
-                     opts.seconds, "new repo")
-        warm_repo = warm_up(work, opts.beads, opts.seconds)
-        # The measured build starts as a user's would, not a second after the bench's own
-        # warm-up build: on ext4 without a journal (this machine) making a file costs more
-        # while many were deleted in the last 30-35 s, and a build deletes hundreds (README).
-        time.sleep(opts.settle)
-        warm = share(warm_repo, opts.beads, opts.seconds, "warm repo")
+        cold, warm = shares(work, opts)
         rate = throughput(work, opts.instant)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"overhead: {rate:.1f} beads/s with an instant agent; of a {opts.beads} x "
-          f"{opts.seconds:g} s run, {warm:.1%} is not agent time ({cold:.1%} in a new repo)")
+          f"{opts.seconds:g} s run, {statistics.median(warm):.1%} is not agent time "
+          f"({statistics.median(cold):.1%} in a new repo; medians of {opts.repeat})")
 
 
 if __name__ == "__main__":
