@@ -121,7 +121,7 @@ def share(repo: Path, beads: int, seconds: float, first: int, label: str) -> flo
     print(f"{beads} beads x {seconds:g} s, cap {beads}, {label}: wall {wall:.2f} s; before "
           f"the first agent {begun - start:.2f} s, after the last {end - last:.2f} s, agents "
           f"spread over {last - begun - seconds:.2f} s; no agent running {idle / wall:.1%}; "
-          f"not agent time {overhead:.2f} s = {overhead / wall:.1%}", flush=True)
+          f"not agent time {overhead:.3f} s = {overhead / wall:.2%}", flush=True)
     return overhead / wall
 
 
@@ -162,8 +162,8 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"overhead: {rate:.1f} beads/s with an instant agent; of a {opts.beads} x "
-          f"{opts.seconds:g} s run, {statistics.median(warm):.1%} is not agent time "
-          f"({statistics.median(cold):.1%} in a new repo; medians of {opts.repeat})")
+          f"{opts.seconds:g} s run, {statistics.median(warm):.2%} is not agent time "
+          f"({statistics.median(cold):.2%} in a new repo; medians of {opts.repeat})")
 
 
 if __name__ == "__main__":
