@@ -72,6 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # on: at the default threshold (700) the collector walks them over and over, for nothing.
     gc.set_threshold(max(gc.get_threshold()[0], GC_THRESHOLD))
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv == ["--version"]:  # what argparse would print, without every command's imports
+        print(f"gas {__version__}")
+        return 0
     args = parser(_command(argv)).parse_args(argv)
     try:
         return int(args.run(args))

@@ -299,7 +299,7 @@ def test_text_without_template_syntax_renders_as_itself(text: str, shell: bool) 
 HEAVY = ("networkx", "doit", "rich", "gastown.executor", "gastown.live")
 
 
-@pytest.mark.parametrize("command", [["status"], ["build"], ["build", "--json"]])
+@pytest.mark.parametrize("command", [["status"], ["build"], ["build", "--json"], ["--version"]])
 def test_a_noop_command_imports_no_heavy_module(tmp_path: Path, command: list[str]) -> None:
     repo = merged_repo(tmp_path / "repo", 5)
     script = textwrap.dedent(f"""
