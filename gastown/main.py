@@ -24,10 +24,10 @@ class _Formatter(argparse.HelpFormatter):
     argparse makes one for every option it adds, and its own would import shutil for the
     width (1.5-5 ms of imports, with three compression libraries) in every command."""
 
-    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
-                 width: int | None = None) -> None:
-        super().__init__(prog, indent_increment, max_help_position,
-                         _columns() - 2 if width is None else width)
+    def __init__(self, prog: str, *args: Any, **kwargs: Any) -> None:
+        if len(args) < 3 and kwargs.get("width") is None:  # width: the third after prog
+            kwargs["width"] = _columns() - 2
+        super().__init__(prog, *args, **kwargs)
 
 
 def _columns() -> int:
