@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gastown import __version__
+from gastown import __version__, readahead
 from gastown.errors import EXIT_FAILED, EXIT_INTERRUPTED, GasError
 
 GC_THRESHOLD = 20_000
@@ -75,7 +75,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv == ["--version"]:  # what argparse would print, without every command's imports
         print(f"gas {__version__}")
         return 0
-    args = parser(_command(argv)).parse_args(argv)
+    command = _command(argv)
+    if command == "build":  # the files of its imports read ahead, before they start
+        readahead.start()
+    try:
+        return _run(command, argv)
+    finally:
+        readahead.stop()
+
+
+def _run(command: str | None, argv: list[str]) -> int:
+    args = parser(command).parse_args(argv)
     try:
         return int(args.run(args))
     except GasError as exc:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from gastown import costs, git, lifecycle, objects, runners, spawn, worktrees
+from gastown import costs, git, lifecycle, objects, readahead, runners, spawn, worktrees
 from gastown import ledger as ledger_mod
 from gastown.bead import Bead, State
 from gastown.commands.common import Loaded, add_gasfile_option, load
@@ -128,6 +128,8 @@ def _build(loaded: Loaded, ledger: Ledger, console: Console, only: list[str],
         errors, interrupted = _execute(floor, runset, args)
     finally:
         console.end_run()
+    if runset.order:
+        readahead.remember(floor.root)  # for the next build's start
     errors += _flush_ledger(floor)
     for error in errors:
         console.say("Mayor", f"ERROR {error}")
