@@ -6,8 +6,9 @@ files left unused for a while (this project's machine, a VM that pages cold memo
 within a minute), each of those files is read from the disk when its import asks for it, one
 after the other. A reader running beside the interpreter reads them ahead of the imports: its
 first agent started 25 ms sooner (medians) in builds run 40 s apart, alternated with the code
-without it, and the build was faster in 6 of 8 rounds (README, Performance). It is a process, not a thread: a thread's system
-calls hand the GIL to and fro with the importing thread, and measured no better than nothing.
+without it, and the build was faster in 6 of 8 rounds (README, Performance). It is a process,
+not a thread: the same read-ahead by posix_fadvise on a thread measured no better than none
+(its system calls may hand the GIL to and fro with the importing thread).
 Where the files are cached, `cat` reads them from memory, on the other core.
 
 The list is kept under `.gastown/cache/`: a union of what builds imported (a build that parses
