@@ -59,32 +59,34 @@ def stop() -> None:
 
 
 def remember(top: Path) -> None:
-    """Add the files of the modules this process imported to `top`'s list."""
+    """Add the files of the modules this process imported to `top`'s list (only the modules
+    it does not list yet are looked at on disk: a build that imported nothing new costs no
+    system call but the list's read)."""
     path = top / LIST
     try:
         known = set(path.read_text(encoding="utf-8").splitlines())
     except (OSError, UnicodeDecodeError):
         known = set()
-    if not (files := loaded() - known):
+    if not (files := _loaded(known)):
         return
     from gastown.git import write_atomically  # git is the build's: no import for the others
 
     write_atomically(path, "".join(f"{name}\n" for name in sorted(files | known)))
 
 
-def loaded() -> set[str]:
-    """The files this process's modules were loaded from: their bytecode (their source where
-    it has none), or the extension module itself; regular files only."""
+def _loaded(known: set[str]) -> set[str]:
+    """The files this process's modules were loaded from, but for those of `known`: their
+    bytecode (their source where it has none), or the extension module itself; regular files
+    only."""
     files = set()
     for module in list(sys.modules.values()):
         spec = getattr(module, "__spec__", None)
         if spec is None or not spec.has_location:
             continue
-        for name in (spec.cached, spec.origin):
-            if isinstance(name, str) and os.path.isabs(name) and "\n" not in name \
-                    and _regular(name):
-                files.add(name)
-                break
+        names = [n for n in (spec.cached, spec.origin)
+                 if isinstance(n, str) and os.path.isabs(n) and "\n" not in n]
+        if names and not known.intersection(names):
+            files.update(next(([n] for n in names if _regular(n)), []))
     return files
 
 
