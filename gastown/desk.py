@@ -28,11 +28,13 @@ class Desk:
     def __init__(self, width: int | None = None, limit: float = 0.05) -> None:
         self.width = max(1, width or os.cpu_count() or 1)
         self.limit = limit
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # for observers: the line moved
         self._asked = 0  # tickets handed out
         self._next = 0  # the ticket to be seated next
         self._seated: dict[int, float] = {}  # ticket -> when it sat down
         self._gone: set[int] = set()  # tickets whose thread stopped waiting for a seat
+        self._turns: dict[int, threading.Condition] = {}  # ticket -> what its thread waits on
 
     @contextmanager
     def seat(self) -> Iterator[None]:
@@ -50,41 +52,58 @@ class Desk:
 
     def seated(self) -> int:
         """How many seats are held now."""
-        with self._cond:
+        with self._lock:
             return len(self._seated)
 
     def waiting(self) -> int:
         """How many threads wait for a seat now."""
-        with self._cond:
+        with self._lock:
             return self._asked - self._next
 
     def _sit(self) -> int:
-        with self._cond:
+        with self._lock:
             ticket = self._asked
             self._asked += 1
-            self._cond.notify_all()  # lets observers see the line grow
+            self._changed.notify_all()  # lets observers see the line grow
             try:
-                while (wait := self._wait(ticket)) != 0.0:
-                    self._cond.wait(wait)
+                if (wait := self._wait(ticket)) != 0.0:
+                    self._turns[ticket] = turn = threading.Condition(self._lock)
+                    while wait != 0.0:
+                        self._block(turn, wait)
+                        wait = self._wait(ticket)
             except BaseException:  # gone from the line: those behind must not wait for it
                 self._gone.add(ticket)
                 self._advance()
                 raise
+            finally:
+                self._turns.pop(ticket, None)
             self._seated[ticket] = time.monotonic()
             self._advance()
             return ticket
+
+    @staticmethod
+    def _block(turn: threading.Condition, timeout: float | None) -> None:
+        turn.wait(timeout)
 
     def _advance(self) -> None:
         """The line moves past the tickets seated or gone; the caller holds the lock."""
         while self._next in self._seated or self._next in self._gone:
             self._gone.discard(self._next)
             self._next += 1
-        self._cond.notify_all()  # the next in line may sit down too
+        self._wake_next()
 
     def _leave(self, ticket: int) -> None:
-        with self._cond:
+        with self._lock:
             del self._seated[ticket]
-            self._cond.notify_all()
+            self._wake_next()
+
+    def _wake_next(self) -> None:
+        """The next in line alone is woken to see whether it may sit down: only it can, and
+        waking every waiting thread at each change (twenty in a wave of beads) costs the
+        build milliseconds of CPU on each. The caller holds the lock."""
+        if (turn := self._turns.get(self._next)) is not None:
+            turn.notify()
+        self._changed.notify_all()
 
     def _wait(self, ticket: int) -> float | None:
         """0.0 when `ticket` may sit down, else how long to wait (None: until notified)."""

@@ -22,13 +22,23 @@ class _Unused:
         raise RuntimeError("gastown runs doit's tasks on threads, with no debugger")
 
 
+class _NoPickling(Exception):
+    """What the stand-in for pickle raises: doit's thread runner never pickles a task."""
+
+
+def _no_pickling(*_: Any, **__: Any) -> Any:
+    raise _NoPickling("gastown runs doit's tasks on threads, which are never pickled")
+
+
 # Modules doit imports for what gastown turns off: plugins (below), its process runner
-# (par_type is "thread") and its post-mortem debugger (no --pdb). Real, they cost every build
-# 40-65 ms (importlib.metadata), 5-8 ms (multiprocessing, with socket and more) and 3 ms (pdb)
-# on the 2-core machine of README's Performance section.
+# (par_type is "thread": multiprocessing, and pickle to send tasks to it) and its post-mortem
+# debugger (no --pdb). Real, they cost every build 40-65 ms (importlib.metadata), 5-8 ms
+# (multiprocessing, with socket and more), 2-5 ms (pickle) and 3 ms (pdb) on the 2-core machine
+# of README's Performance section.
 _STAND_INS: dict[str, dict[str, Any]] = {
     "importlib.metadata": {"entry_points": _no_entry_points},
     "multiprocessing": {"Process": _Unused, "Queue": _Unused},
+    "pickle": {"dumps": _no_pickling, "loads": _no_pickling, "PicklingError": _NoPickling},
     "pdb": {"Pdb": _Unused},
 }
 

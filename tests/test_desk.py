@@ -28,8 +28,8 @@ class _Sitters:
         asked = self.desk._asked
         self.threads[name] = threading.Thread(target=self._run, args=(name,))
         self.threads[name].start()
-        with self.desk._cond:
-            assert self.desk._cond.wait_for(lambda: self.desk._asked > asked, timeout=10)
+        with self.desk._changed:
+            assert self.desk._changed.wait_for(lambda: self.desk._asked > asked, timeout=10)
 
     def _run(self, name: str) -> None:
         with self.desk.seat():
@@ -107,8 +107,9 @@ def test_away_frees_the_seat_and_queues_again_behind_those_waiting() -> None:
     sitters.send_away("a")
     assert sitters.is_in("b"), "b still waits for a's seat while a is away"
     sitters.call_back("a")
-    with sitters.desk._cond:  # a is in line again, behind b's seat
-        assert sitters.desk._cond.wait_for(lambda: sitters.desk.waiting() == 1, timeout=10)
+    with sitters.desk._changed:  # a is in line again, behind b's seat
+        assert sitters.desk._changed.wait_for(lambda: sitters.desk._asked - sitters.desk._next
+                                              == 1, timeout=10)
     assert "a back" not in sitters.log
     sitters.let_go("b")
     assert sitters.is_in("a")
@@ -133,13 +134,11 @@ def test_a_thread_that_stops_waiting_does_not_hold_up_the_line() -> None:
         pass
 
     def wait_then_stop() -> None:
-        original = at._cond.wait
-
-        def wait(timeout: float | None = None) -> bool:
-            at._cond.wait = original  # type: ignore[method-assign]
+        def block(turn: threading.Condition, timeout: float | None) -> None:
+            del at._block  # type: ignore[method-assign]
             raise Stop
 
-        at._cond.wait = wait  # type: ignore[method-assign]
+        at._block = block  # type: ignore[method-assign]
         with contextlib.suppress(Stop):
             at._sit()  # ticket 1: raises while waiting
 

@@ -5,7 +5,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gastown.gasfile import Gasfile, find_gasfile, load_gasfile
+from gastown.gasfile import Gasfile, Project, find_gasfile, load_gasfile
 from gastown.ledger import Ledger
 from gastown.mayor import Plan, compile_plan
 from gastown.repo import find_root
@@ -28,11 +28,17 @@ def load(cwd: Path | None = None, gasfile: str | None = None, *,
     root = find_root(cwd or Path.cwd())
     if prefetch is not None:
         prefetch(root)
+    # The default ledger branch is read while the Gasfile is parsed (the ledger a Gasfile
+    # names is known only then): most Gasfiles keep the default.
+    guess = Ledger(root, Project.ledger) if read_ledger else None
+    if guess is not None:
+        guess.prefetch()
     path = Path(gasfile) if gasfile else find_gasfile(root)
     if not path.is_absolute():
         path = root / path
     loaded = load_gasfile(path, root=root, memo_dir=state_dir(root) / "cache")
-    ledger = Ledger(root, loaded.project.ledger)
+    ledger = guess if guess is not None and guess.branch == loaded.project.ledger else \
+        Ledger(root, loaded.project.ledger)
     if read_ledger:
         ledger.prefetch()
     return Loaded(root, loaded, compile_plan(loaded), ledger)
