@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import enum
-import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from gastown.digests import sha256
 
 
 class State(enum.StrEnum):
@@ -128,4 +129,4 @@ def canonical_json(value: Any) -> str:
 
 
 def fingerprint(value: Any) -> str:
-    return "sha256:" + hashlib.sha256(canonical_json(value).encode()).hexdigest()
+    return "sha256:" + sha256(canonical_json(value).encode()).hexdigest()

@@ -19,7 +19,8 @@ class _Unused:
     """In a stand-in, what gastown's embedding of doit never calls."""
 
     def __init__(self, *_: Any, **__: Any) -> None:
-        raise RuntimeError("gastown runs doit's tasks on threads, with no debugger")
+        raise RuntimeError("gastown runs doit's tasks on threads, with no debugger, no "
+                           "config files and no file dependencies")
 
 
 class _NoPickling(Exception):
@@ -31,15 +32,19 @@ def _no_pickling(*_: Any, **__: Any) -> Any:
 
 
 # Modules doit imports for what gastown turns off: plugins (below), its process runner
-# (par_type is "thread": multiprocessing, and pickle to send tasks to it) and its post-mortem
-# debugger (no --pdb). Real, they cost every build 40-65 ms (importlib.metadata), 5-8 ms
-# (multiprocessing, with socket and more), 2-5 ms (pickle) and 3 ms (pdb) on the 2-core machine
-# of README's Performance section.
+# (par_type is "thread": multiprocessing, and pickle to send tasks to it), its post-mortem
+# debugger (no --pdb), its config files (config_filenames=()) and the md5 of file
+# dependencies (a bead's task has none). Real, they cost every build 40-65 ms
+# (importlib.metadata), 5-8 ms (multiprocessing, with socket and more), 2-5 ms (pickle), 3 ms
+# (pdb), 1.5 ms (configparser) and 2-9 ms (hashlib, which loads OpenSSL's libcrypto) on the
+# 2-core machine of README's Performance section.
 _STAND_INS: dict[str, dict[str, Any]] = {
     "importlib.metadata": {"entry_points": _no_entry_points},
     "multiprocessing": {"Process": _Unused, "Queue": _Unused},
     "pickle": {"dumps": _no_pickling, "loads": _no_pickling, "PicklingError": _NoPickling},
     "pdb": {"Pdb": _Unused},
+    "configparser": {"ConfigParser": _Unused},
+    "hashlib": {"md5": _Unused},
 }
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import importlib.util
 import json
 import math
@@ -17,6 +16,7 @@ from typing import Any, NoReturn
 
 from gastown import git, templating
 from gastown.bead import RoleSpec
+from gastown.digests import sha1, sha256
 from gastown.errors import GasError
 
 GASFILE_NAMES = ("Gasfile.yaml", "Gasfile.yml", "Gasfile.toml")
@@ -102,9 +102,9 @@ class ParseMemo:
     ignored."""
 
     def __init__(self, directory: Path, path: Path, text: str) -> None:
-        name = hashlib.sha1(str(path).encode(errors="surrogatepass")).hexdigest()[:12]
+        name = sha1(str(path).encode(errors="surrogatepass")).hexdigest()[:12]
         self.path = directory / f"parsed-{name}.json"
-        self.key = hashlib.sha256(f"{_parser_digest()}\0{text}".encode(
+        self.key = sha256(f"{_parser_digest()}\0{text}".encode(
             errors="surrogatepass")).hexdigest()
         self.kept: str | None = None  # what save() writes
 
@@ -137,7 +137,7 @@ class ParseMemo:
 def _parser_digest() -> str:
     """The code that turns a Gasfile's text into values: Python's (tomllib), PyYAML's (its
     __init__, which holds its version, read without importing it) and this module's."""
-    digest = hashlib.sha256(f"{sys.version}|{PARSE_SCHEMA}".encode())
+    digest = sha256(f"{sys.version}|{PARSE_SCHEMA}".encode())
     for name in ("yaml", "gastown.yamlwalk", __name__):
         spec = importlib.util.find_spec(name)
         try:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import locale
 import os
 import re
@@ -13,6 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, Generic, NamedTuple, TypeVar
+
+from gastown.digests import sha1, sha256
 
 # Inherited GIT_* variables (from a hook, say) would point our git calls at another repo.
 _ALLOWED_GIT_ENV = frozenset(
@@ -364,7 +365,7 @@ def object_id(kind: str, body: bytes, hex_size: int = 40) -> str:
 
 
 def _digest(hex_size: int) -> Callable[[bytes], Any]:
-    return hashlib.sha1 if hex_size == 40 else hashlib.sha256
+    return sha1 if hex_size == 40 else sha256
 
 
 def _header(kind: str, body: bytes) -> bytes:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from gastown import git, objects
+from gastown.digests import sha1
 from gastown.errors import GasError
 from gastown.worktrees import common_dir, identity_env
 
@@ -74,7 +74,7 @@ def record_path(bead_id: str) -> str:
     """Where a bead's record lives in the ledger's tree."""
     if not bead_id or bead_id in (".", "..") or any(c in bead_id for c in "/\0\n"):
         raise ValueError(f"not a usable bead id: {bead_id!r}")
-    shard = hashlib.sha1(bead_id.encode()).hexdigest()[:2]
+    shard = sha1(bead_id.encode()).hexdigest()[:2]
     return f"beads/{shard}/{bead_id}.json"
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-import hashlib
 import importlib.util
 import json
 import re
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from gastown import __version__, git, templating
 from gastown.backlogs import Item, load_items
 from gastown.bead import Bead, RoleSpec
+from gastown.digests import blake2b, sha1, sha256
 from gastown.errors import GasError
 from gastown.gasfile import Backlog, Gasfile
 from gastown.graph import dag
@@ -103,7 +103,7 @@ class CompileMemo:
 
 def memo_path(gasfile: Gasfile) -> Path:
     """Where what the beads of this Gasfile were compiled to is remembered."""
-    name = hashlib.sha1(str(gasfile.path).encode(errors="surrogatepass")).hexdigest()[:12]
+    name = sha1(str(gasfile.path).encode(errors="surrogatepass")).hexdigest()[:12]
     return state_dir(gasfile.root) / "cache" / f"compiled-{name}.json"
 
 
@@ -131,7 +131,7 @@ def _well_made(value: Any) -> bool:
 @cache
 def _code_digest() -> str:
     """The code that compiles items: Python, Jinja2 and gastown's modules that render."""
-    digest = hashlib.sha256(f"{sys.version}|{_jinja_version()}|{MEMO_SCHEMA}".encode())
+    digest = sha256(f"{sys.version}|{_jinja_version()}|{MEMO_SCHEMA}".encode())
     for module in (templating, sys.modules[Bead.__module__], sys.modules[__name__]):
         try:
             digest.update(Path(str(module.__file__)).read_bytes())
@@ -145,7 +145,7 @@ def _jinja_version() -> str:
     does): the bytes of its __init__, which holds __version__."""
     spec = importlib.util.find_spec("jinja2")
     try:
-        return hashlib.sha256(Path(str(spec.origin)).read_bytes()).hexdigest() if spec else ""
+        return sha256(Path(str(spec.origin)).read_bytes()).hexdigest() if spec else ""
     except OSError:
         return ""
 
@@ -222,7 +222,7 @@ class _Compiler:
                           [roles[r] for r in PROMPT_ROLES], sorted(
                               (role, shown, _digest(text)) for role, (shown, text)
                               in sources.items())))
-            seed = hashlib.blake2b(hashlib.sha256(_utf8(token)).digest(), digest_size=20)
+            seed = blake2b(sha256(_utf8(token)).digest(), digest_size=20)
             self.backlogs[backlog.name] = _PerBacklog(roles, sources, seed)
         return self.backlogs[backlog.name]
 
@@ -337,7 +337,7 @@ class _Compiler:
 
 
 def _digest(text: str | None) -> str | None:
-    return None if text is None else hashlib.sha256(_utf8(text)).hexdigest()
+    return None if text is None else sha256(_utf8(text)).hexdigest()
 
 
 def _utf8(text: str) -> bytes:

@@ -41,13 +41,14 @@ def test_doit_takes_no_plugins_from_other_packages(tmp_path: Path) -> None:
 
 def test_loading_doit_leaves_what_it_is_not_used_for_unimported_then_real(
         tmp_path: Path) -> None:
-    """importlib.metadata (plugins), multiprocessing and pickle (doit's process runner) and
-    pdb (its debugger) stand in while doit loads; whoever imports them afterwards gets the real
-    ones."""
+    """importlib.metadata (plugins), multiprocessing and pickle (doit's process runner), pdb
+    (its debugger), configparser (its config files) and hashlib (md5 of file dependencies)
+    stand in while doit loads; whoever imports them afterwards gets the real ones."""
+    stood_in = "'importlib.metadata', 'multiprocessing', 'pickle', 'pdb', 'configparser', 'hashlib'"
     code = ("import sys, gastown.executor\n"
-            "print([m for m in ('importlib.metadata', 'multiprocessing', 'pickle', 'pdb')"
-            " if m in sys.modules])\n"
-            "import importlib.metadata, multiprocessing, pickle, pdb\n"
+            f"print([m for m in ({stood_in}) if m in sys.modules])\n"
+            "import importlib.metadata, multiprocessing, pickle, pdb, configparser, hashlib\n"
             "print(importlib.metadata.version('doit') != '', multiprocessing.cpu_count() > 0,"
-            " pickle.loads(pickle.dumps(3)), pdb.Pdb.__module__)\n")
-    assert _python(code, tmp_path).splitlines() == ["[]", "True True 3 pdb"]
+            " pickle.loads(pickle.dumps(3)), pdb.Pdb.__module__,"
+            " configparser.ConfigParser().sections(), hashlib.md5(b'').hexdigest()[:6])\n")
+    assert _python(code, tmp_path).splitlines() == ["[]", "True True 3 pdb [] d41d8c"]

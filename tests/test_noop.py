@@ -316,8 +316,9 @@ def test_a_noop_command_imports_no_heavy_module(tmp_path: Path, command: list[st
 
 
 # Standard modules whose imports (and compression or crypto libraries) a build used to pay for
-# before its first agent started, for a temporary file's name or a rare retry's jitter.
-START_UP = ("tempfile", "shutil", "random")
+# before its first agent started: for a temporary file's name, a rare retry's jitter, sha1 and
+# sha256 through OpenSSL (gastown.digests), or what doit does with them and gastown never asks.
+START_UP = ("tempfile", "shutil", "random", "_hashlib", "configparser", "pickle")
 
 
 def test_a_build_that_runs_beads_imports_only_what_it_uses(tmp_path: Path) -> None:
