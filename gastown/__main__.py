@@ -1,5 +1,5 @@
 from __future__ import annotations
 
-from gastown.main import entry
+from gastown.server import entry
 
 entry()

@@ -8,7 +8,7 @@ import importlib
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -105,11 +105,20 @@ def _run(command: str | None, argv: list[str]) -> int:
         return EXIT_FAILED
 
 
-def entry() -> None:
-    """The `gas` program: main(), then out as the interpreter would leave (threads joined,
-    exit handlers run, output flushed) but without freeing each of a build's objects one by
-    one, which costs tens of milliseconds at every exit and saves nothing."""
-    code = main()
+def entry(after: Callable[[], object] | None = None) -> None:
+    """`gas` in this process (gastown.server.entry decides): main(), then out as the
+    interpreter would leave (finish()) but without freeing each of a build's objects one by
+    one, which costs tens of milliseconds at every exit and saves nothing. `after` is called
+    last (a build server started for the next commands)."""
+    code = finish(main())
+    if after is not None:
+        after()
+    os._exit(code)
+
+
+def finish(code: int) -> int:
+    """What the interpreter does as it leaves: threads joined, exit handlers run, output
+    flushed; the exit code (failed when the output could not be written)."""
     import atexit
     import threading
 
@@ -122,7 +131,18 @@ def entry() -> None:
             stream.flush()
         except (OSError, ValueError):  # a reader gone, or a stream closed: nothing to lose
             code = code or EXIT_FAILED
-    os._exit(code)
+    return code
+
+
+def exit_code(value: object) -> int:
+    """The exit code the interpreter gives for SystemExit(value), saying a message as it
+    does."""
+    if value is None:
+        return 0
+    if isinstance(value, int):
+        return value
+    print(value, file=sys.stderr)
+    return 1
 
 
 def _drop_stdout() -> None:

@@ -27,12 +27,21 @@ from pathlib import Path
 
 LIST = Path(".gastown", "cache", "readahead.txt")
 _reader: int | None = None  # the pid of this process's reader, until stop()
+_enabled = True
+
+
+def disable() -> None:
+    """No read-ahead in this process: a build server's child has its modules in memory."""
+    global _enabled
+    _enabled = False
 
 
 def start(top: Path = Path()) -> None:
     """Start reading ahead the files listed in `top` (by default the current directory, where
     `gas` usually runs: the working tree's top), if there is a list."""
     global _reader
+    if not _enabled:
+        return
     try:
         paths = (top / LIST).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError):
@@ -61,7 +70,10 @@ def stop() -> None:
 def remember(top: Path) -> None:
     """Add the files of the modules this process imported to `top`'s list (only the modules
     it does not list yet are looked at on disk: a build that imported nothing new costs no
-    system call but the list's read)."""
+    system call but the list's read). Not in a build server's child, which holds what the
+    server imported for every command."""
+    if not _enabled:
+        return
     path = top / LIST
     try:
         known = set(path.read_text(encoding="utf-8").splitlines())

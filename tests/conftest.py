@@ -36,6 +36,7 @@ def hermetic_git(tmp_path_factory: pytest.TempPathFactory,
     monkeypatch.setenv("GIT_TEMPLATE_DIR", str(templates))
     for key, value in HERMETIC_GIT.items():
         monkeypatch.setenv(key, value)
+    monkeypatch.delenv("GAS_SERVER", raising=False)  # tests/test_server.py asks for one
     for key in [k for k in os.environ if k.startswith("GIT_") and k not in HERMETIC_GIT
                 and k not in ("GIT_CONFIG_GLOBAL", "GIT_TEMPLATE_DIR")]:
         monkeypatch.delenv(key)
