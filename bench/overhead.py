@@ -2,7 +2,7 @@
 real-length agents that is not agent time.
 
     python bench/overhead.py [--instant 100] [--beads 20] [--seconds 30] [--settle 40]
-                             [--repeat 3] [--dir D]
+                             [--repeat 3] [--dir D] [--server]
 
 1. `--instant` independent beads whose command runner writes one file and exits at once, cap 8,
    on a small repository: beads per second end to end (`gas build` started to exited: worktree,
@@ -16,13 +16,18 @@ real-length agents that is not agent time.
    filled its worktree pool), each measured build `--settle` seconds after the one before it.
    `--repeat` builds of each kind: single builds vary by a third of the figure on this machine,
    so the last line gives the median.
+
+With `--server`, every `gas` runs as it does with GAS_SERVER=1: through a build server (a
+private one, started before the first measured build and stopped at the end; gastown.server).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -143,6 +148,32 @@ def shares(work: Path, opts: argparse.Namespace) -> tuple[list[float], list[floa
     return cold, warm
 
 
+def start_server(work: Path) -> Path:
+    """A build server of this bench's own (GAS_SERVER=1 for every gas run from now on), up:
+    its socket's path."""
+    runtime = work / "runtime"
+    runtime.mkdir(mode=0o700)
+    os.environ.update({"GAS_SERVER": "1", "XDG_RUNTIME_DIR": str(runtime)})
+    code = "from gastown import server; print(server.address())"
+    sock = Path(subprocess.run([sys.executable, "-c", code], cwd=work, check=True,
+                               capture_output=True, text=True).stdout.strip())
+    subprocess.run([sys.executable, "-m", "gastown", "--version"], cwd=work, check=True,
+                   capture_output=True)  # finds none, starts one
+    deadline = time.monotonic() + 60
+    while not sock.exists():
+        if time.monotonic() > deadline:
+            sys.exit("the build server did not start")
+        time.sleep(0.05)
+    return sock
+
+
+def stop_server(sock: Path) -> None:
+    pid = sock.with_name(sock.name + ".lock").read_text().strip()
+    if pid.isdigit():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGTERM)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     args.add_argument("--instant", type=int, default=100)
@@ -154,14 +185,23 @@ def main(argv: list[str] | None = None) -> None:
                       help="measured builds in a new repository, and in a warm one")
     args.add_argument("--dir", type=Path, help="where to make the repositories (default: the "
                       "system's temporary directory; /dev/shm leaves the disk out)")
+    args.add_argument("--server", action="store_true",
+                      help="run every gas through a build server (GAS_SERVER=1)")
     opts = args.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="gas-overhead-", dir=opts.dir))
+    saved = dict(os.environ)
+    sock = start_server(work) if opts.server else None
     try:
         cold, warm = shares(work, opts)
         rate = throughput(work, opts.instant)
     finally:
+        if sock is not None:
+            stop_server(sock)
+        os.environ.clear()
+        os.environ.update(saved)
         shutil.rmtree(work, ignore_errors=True)
-    print(f"overhead: {rate:.1f} beads/s with an instant agent; of a {opts.beads} x "
+    how = " through a build server" if opts.server else ""
+    print(f"overhead{how}: {rate:.1f} beads/s with an instant agent; of a {opts.beads} x "
           f"{opts.seconds:g} s run, {statistics.median(warm):.2%} is not agent time "
           f"({statistics.median(cold):.2%} in a new repo; medians of {opts.repeat})")
 

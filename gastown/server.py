@@ -161,15 +161,10 @@ def _relay(conn: sockets.socket, pid: int, pending: list[int]) -> int:
         signal.signal(sig, forward)
     for signum in pending:
         forward(signum)
-    while True:
-        try:
-            code = _read_int(conn)
-            break
-        except InterruptedError:  # pragma: no cover - Python retries reads itself (PEP 475)
-            continue
-        except OSError:
-            code = None
-            break
+    try:
+        code = _read_int(conn)  # a signal's handler runs, and the read goes on (PEP 475)
+    except OSError:
+        code = None
     if code is None:
         sys.stderr.write("gas: the build server's process for this command ended without an "
                          "exit code (killed?)\n")

@@ -16,3 +16,13 @@ def test_the_overhead_bench_runs(capsys: pytest.CaptureFixture[str]) -> None:
                         lines[-1]), lines
     assert sum("warm repo" in line for line in lines) == 2
     assert sum("new repo" in line for line in lines) == 3  # and the last line
+
+
+def test_the_overhead_bench_runs_through_a_build_server(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.overhead import main
+
+    main(["--instant", "3", "--beads", "2", "--seconds", "0.2", "--settle", "0", "--repeat", "1",
+          "--server"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1].startswith("overhead through a build server: "), lines
