@@ -45,6 +45,12 @@ STARTUP_VARIABLES = ("LANG", "LC_ALL", "LC_CTYPE", "PYTHONIOENCODING", "PYTHONUT
 
 def entry() -> None:
     """The `gas` program."""
+    if problem := _setting_problem():
+        from gastown.errors import EXIT_BAD_INPUT, GasError
+
+        sys.stderr.write(GasError(problem).format() + "\n")
+        sys.stderr.flush()
+        os._exit(EXIT_BAD_INPUT)
     wanted = os.environ.get(ENABLE) == "1"
     if wanted:
         code = ask(sys.argv[1:])
@@ -54,6 +60,25 @@ def entry() -> None:
     from gastown.main import entry as run_here
 
     run_here(after=start_server if wanted else None)
+
+
+def _setting_problem() -> str | None:
+    """What is wrong with GAS_SERVER or GAS_SERVER_IDLE, if anything."""
+    value = os.environ.get(ENABLE, "")
+    if value not in ("", "0", "1"):
+        return f"{ENABLE}={value}: 1 runs commands through the build server; 0 or unset does not"
+    idle = os.environ.get(IDLE)
+    if value == "1" and idle is not None and _seconds(idle) is None:
+        return f"{IDLE}={idle}: not a number of seconds above 0"
+    return None
+
+
+def _seconds(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if 0 < value < float("inf") else None
 
 
 # -- the caller -------------------------------------------------------------------------------
@@ -250,10 +275,8 @@ def serve(path: str) -> None:
 
 
 def _idle() -> float:
-    try:
-        return max(0.1, float(os.environ.get(IDLE, IDLE_DEFAULT)))
-    except ValueError:
-        return IDLE_DEFAULT
+    """GAS_SERVER_IDLE (the caller that started the server has checked it)."""
+    return _seconds(os.environ.get(IDLE, "")) or IDLE_DEFAULT
 
 
 def _listen(path: str, idle: float) -> socket.socket:

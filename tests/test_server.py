@@ -98,18 +98,25 @@ def test_through_the_server_a_command_has_the_callers_environment_and_exit_code(
     assert code == 2 and "git repository" in out, out
 
 
-def test_ctrl_c_at_the_caller_stops_the_build_in_the_server(
-        tmp_path: Path, served: dict[str, str]) -> None:
+def slow_build(tmp_path: Path, served: dict[str, str],
+               output: int) -> tuple[Path, subprocess.Popen[str], int]:
+    """A build through the server whose one bead hangs: (repo, the caller, the agent's pid)
+    once the agent runs."""
     repo = make_repo(tmp_path / "repo", {"hang.py": HANG, "Gasfile.yaml": "version: 1\n"})
     gas(["status"], repo, served)
     wait_for(socket_of(served).exists)
     (repo / "Gasfile.yaml").write_text(SLOW % sys.executable)
     pids = tmp_path / "pids"
     proc = subprocess.Popen([sys.executable, "-m", "gastown", "build", "--plain"], cwd=repo,
-                            env={**served, "GAS_TEST_PIDS": str(pids)},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            env={**served, "GAS_TEST_PIDS": str(pids)}, stdout=output,
+                            stderr=subprocess.STDOUT, text=True)
     wait_for((pids / "s1").exists)
-    agent = int((pids / "s1").read_text())
+    return repo, proc, int((pids / "s1").read_text())
+
+
+def test_ctrl_c_at_the_caller_stops_the_build_in_the_server(
+        tmp_path: Path, served: dict[str, str]) -> None:
+    repo, proc, agent = slow_build(tmp_path, served, subprocess.PIPE)
     proc.send_signal(signal.SIGINT)
     read_until(proc, "INTERRUPT: nothing more dispatched")
     proc.send_signal(signal.SIGINT)
@@ -120,16 +127,7 @@ def test_ctrl_c_at_the_caller_stops_the_build_in_the_server(
 
 
 def test_a_caller_killed_stops_its_command(tmp_path: Path, served: dict[str, str]) -> None:
-    repo = make_repo(tmp_path / "repo", {"hang.py": HANG, "Gasfile.yaml": "version: 1\n"})
-    gas(["status"], repo, served)
-    wait_for(socket_of(served).exists)
-    (repo / "Gasfile.yaml").write_text(SLOW % sys.executable)
-    pids = tmp_path / "pids"
-    proc = subprocess.Popen([sys.executable, "-m", "gastown", "build", "--plain"], cwd=repo,
-                            env={**served, "GAS_TEST_PIDS": str(pids)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for((pids / "s1").exists)
-    agent = int((pids / "s1").read_text())
+    repo, proc, agent = slow_build(tmp_path, served, subprocess.DEVNULL)
     proc.kill()
     proc.wait()
     wait_for(lambda: not alive(agent))
@@ -161,6 +159,22 @@ def test_a_socket_directory_others_may_enter_is_not_used(
     assert code == 0, out
     assert merged(repo, "a.txt")[0] == str(pid)
     assert not sock.exists()
+
+
+@pytest.mark.parametrize(("variable", "value", "says"), [
+    ("GAS_SERVER", "yes",
+     "GAS_SERVER=yes: 1 runs commands through the build server; 0 or unset does not"),
+    ("GAS_SERVER_IDLE", "soon", "GAS_SERVER_IDLE=soon: not a number of seconds above 0"),
+    ("GAS_SERVER_IDLE", "-5", "GAS_SERVER_IDLE=-5: not a number of seconds above 0"),
+])
+def test_a_bad_setting_is_bad_input(tmp_path: Path, served: dict[str, str], variable: str,
+                                    value: str, says: str) -> None:
+    repo = make_repo(tmp_path / "repo", {"Gasfile.yaml": GASFILE})
+    code, out, _ = gas(["build", "--plain"], repo, {**served, variable: value})
+    assert code == 2, out
+    assert out == f"gas: error: {says}\n"
+    assert not (repo / ".gastown").exists()  # nothing run, nothing written
+    assert not socket_of(served).exists()
 
 
 def test_another_interpreter_setting_gets_another_server(served: dict[str, str]) -> None:
